@@ -1,0 +1,239 @@
+package configs
+
+import (
+	"bytes"
+	_ "embed"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/go-viper/mapstructure/v2"
+	"github.com/spf13/pflag"
+	"github.com/spf13/viper"
+)
+
+// DefaultYAML is the embedded default configuration and key reference.
+//
+//go:embed gateway.yaml
+var DefaultYAML []byte
+
+// EnvPrefix prefixes every environment variable that sets a key.
+const EnvPrefix = "GATEWAY"
+
+// EnvConfigFile names the config file when --config is not given.
+const EnvConfigFile = "GATEWAY_CONFIG"
+
+// FlagKeys maps command-line flag names to the config keys they set.
+// Commands register these flags; Load binds the ones present in the flag set.
+var FlagKeys = map[string]string{
+	"log-level":       "log.level",
+	"log-format":      "log.format",
+	"admin-listen":    "admin.listen",
+	"storage":         "storage",
+	"http-listen":     "http.listen",
+	"redirect-listen": "http.redirect_listen",
+}
+
+// Options says where Load finds configuration beyond the embedded defaults.
+type Options struct {
+	// File is the YAML file to read. Empty means the GATEWAY_CONFIG
+	// environment variable, and when that is empty too, defaults only.
+	File string
+	// Flags, if non-nil, overrides keys with the flags named in FlagKeys that
+	// were set on the command line.
+	Flags *pflag.FlagSet
+}
+
+// Loaded is a validated configuration plus where it came from.
+type Loaded struct {
+	Config
+	// Source is the file read, or "" for the embedded defaults alone.
+	Source string
+}
+
+// Load reads, merges, decodes and validates the configuration. A file that
+// does not exist, unknown keys and values of the wrong type are errors, as is
+// every validation problem (returned together as a *ValidationError).
+func Load(opts Options) (*Loaded, error) {
+	file := opts.File
+	if file == "" {
+		file = os.Getenv(EnvConfigFile)
+	}
+	v := viper.New()
+	v.SetConfigType("yaml")
+	if err := v.ReadConfig(bytes.NewReader(DefaultYAML)); err != nil {
+		return nil, fmt.Errorf("embedded defaults: %w", err)
+	}
+	baseDir := ""
+	if file != "" {
+		data, err := os.ReadFile(file)
+		if err != nil {
+			return nil, fmt.Errorf("reading config: %w", err)
+		}
+		if err := v.MergeConfig(bytes.NewReader(data)); err != nil {
+			return nil, fmt.Errorf("%s: parsing YAML: %w", file, err)
+		}
+		baseDir = filepath.Dir(file)
+	}
+	v.SetEnvPrefix(EnvPrefix)
+	v.SetEnvKeyReplacer(strings.NewReplacer(".", "_"))
+	v.AutomaticEnv()
+	if opts.Flags != nil {
+		for name, key := range FlagKeys {
+			if f := opts.Flags.Lookup(name); f != nil {
+				if err := v.BindPFlag(key, f); err != nil {
+					return nil, fmt.Errorf("binding flag --%s: %w", name, err)
+				}
+			}
+		}
+	}
+	if err := applyListDefaults(v); err != nil {
+		return nil, err
+	}
+
+	var cfg Config
+	if err := v.UnmarshalExact(&cfg, func(dc *mapstructure.DecoderConfig) {
+		dc.DecodeHook = mapstructure.ComposeDecodeHookFunc(
+			mapstructure.StringToTimeDurationHookFunc(),
+			mapstructure.StringToSliceHookFunc(","),
+		)
+	}); err != nil {
+		return nil, decodeError(file, err)
+	}
+	cfg.resolvePaths(baseDir)
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return &Loaded{Config: cfg, Source: file}, nil
+}
+
+// listDefaults are the defaults of keys inside list entries, which viper's
+// own defaults cannot reach.
+var listDefaults = map[string]map[string]any{
+	"http.sites": {
+		"hsts_max_age":  "8760h",
+		"preserve_host": true,
+	},
+	"sql": {
+		"client_encryption":   ClientEncryptionRequired,
+		"upstream.encryption": UpstreamEncryptionRequired,
+	},
+}
+
+func applyListDefaults(v *viper.Viper) error {
+	for listKey, defaults := range listDefaults {
+		raw := v.Get(listKey)
+		if raw == nil {
+			continue
+		}
+		items, ok := raw.([]any)
+		if !ok {
+			return &ValidationError{Problems: []Problem{{Key: listKey, Message: "must be a list"}}}
+		}
+		for i, item := range items {
+			m, ok := item.(map[string]any)
+			if !ok {
+				return &ValidationError{Problems: []Problem{{Key: fmt.Sprintf("%s[%d]", listKey, i), Message: "must be a mapping of keys to values"}}}
+			}
+			for path, def := range defaults {
+				setIfAbsent(m, strings.Split(path, "."), def)
+			}
+		}
+		v.Set(listKey, items)
+	}
+	return nil
+}
+
+func setIfAbsent(m map[string]any, path []string, value any) {
+	if len(path) == 1 {
+		if _, ok := m[path[0]]; !ok {
+			m[path[0]] = value
+		}
+		return
+	}
+	child, ok := m[path[0]].(map[string]any)
+	if !ok {
+		if _, present := m[path[0]]; present {
+			return // wrong type: decoding reports it
+		}
+		child = map[string]any{}
+		m[path[0]] = child
+	}
+	setIfAbsent(child, path[1:], value)
+}
+
+// decodeError turns mapstructure's report into key-named problems.
+func decodeError(file string, err error) error {
+	src := "config"
+	if file != "" {
+		src = file
+	}
+	var problems []Problem
+	for _, line := range strings.Split(err.Error(), "\n") {
+		line = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(line), "*"))
+		if line == "" || strings.HasPrefix(line, "decoding failed due to") || strings.HasSuffix(line, "error(s) decoding:") {
+			continue
+		}
+		problems = append(problems, describeDecodeProblem(line))
+	}
+	if len(problems) == 0 {
+		return fmt.Errorf("%s: %w", src, err)
+	}
+	return &ValidationError{Source: src, Problems: problems}
+}
+
+// describeDecodeProblem rewrites one mapstructure message, e.g.
+// "'tls' has invalid keys: isuer", into a Problem naming the key.
+func describeDecodeProblem(line string) Problem {
+	if i := strings.Index(line, " has invalid keys: "); i > 0 {
+		parent := strings.Trim(line[:i], "'")
+		keys := strings.Split(line[i+len(" has invalid keys: "):], ", ")
+		for j, k := range keys {
+			if parent != "" {
+				keys[j] = parent + "." + k
+			}
+		}
+		return Problem{Key: strings.Join(keys, ", "), Message: "unknown key; check the spelling against configs/gateway.yaml"}
+	}
+	if strings.HasPrefix(line, "'") {
+		if end := strings.Index(line[1:], "'"); end >= 0 {
+			key := line[1 : end+1]
+			msg := strings.TrimSpace(line[end+2:])
+			if strings.Contains(msg, "invalid duration") || strings.Contains(msg, "time.Duration") {
+				msg = "not a duration; write e.g. 30s, 15m or 168h (" + msg + ")"
+			}
+			return Problem{Key: key, Message: msg}
+		}
+	}
+	return Problem{Key: "config", Message: line}
+}
+
+// resolvePaths makes relative file paths relative to the config file's
+// directory, so a service started from another working directory (Windows
+// services start in System32) still finds its files.
+func (c *Config) resolvePaths(baseDir string) {
+	if baseDir == "" {
+		return
+	}
+	abs := func(p *string) {
+		if *p != "" && !filepath.IsAbs(*p) {
+			*p = filepath.Join(baseDir, *p)
+		}
+	}
+	abs(&c.Storage)
+	abs(&c.TLS.ACME.CARoot)
+	for i := range c.TLS.Certificates {
+		cf := &c.TLS.Certificates[i]
+		abs(&cf.CertFile)
+		abs(&cf.KeyFile)
+		abs(&cf.PFXFile)
+	}
+	for i := range c.SQL {
+		abs(&c.SQL[i].Upstream.CAFile)
+	}
+}
+
+// IsNotExist reports whether err means the config file named does not exist.
+func IsNotExist(err error) bool { return errors.Is(err, os.ErrNotExist) }
