@@ -44,6 +44,9 @@ type Options struct {
 	// Flags, if non-nil, overrides keys with the flags named in FlagKeys that
 	// were set on the command line.
 	Flags *pflag.FlagSet
+	// CertificatesOnly accepts a configuration with nothing to serve, for
+	// commands that only use storage and the tls section (`gateway ca root`).
+	CertificatesOnly bool
 }
 
 // Loaded is a validated configuration plus where it came from.
@@ -103,7 +106,7 @@ func Load(opts Options) (*Loaded, error) {
 		return nil, decodeError(file, err)
 	}
 	cfg.resolvePaths(baseDir)
-	if err := cfg.Validate(); err != nil {
+	if err := cfg.validate(!opts.CertificatesOnly); err != nil {
 		return nil, err
 	}
 	return &Loaded{Config: cfg, Source: file}, nil
@@ -237,3 +240,55 @@ func (c *Config) resolvePaths(baseDir string) {
 
 // IsNotExist reports whether err means the config file named does not exist.
 func IsNotExist(err error) bool { return errors.Is(err, os.ErrNotExist) }
+
+// Defaults returns the embedded default configuration, not validated: a base
+// for callers that build a configuration in code (such as `gateway demo`),
+// which should call Validate once they have filled it in.
+func Defaults() (Config, error) {
+	v := viper.New()
+	v.SetConfigType("yaml")
+	var cfg Config
+	if err := v.ReadConfig(bytes.NewReader(DefaultYAML)); err != nil {
+		return cfg, fmt.Errorf("embedded defaults: %w", err)
+	}
+	if err := v.UnmarshalExact(&cfg); err != nil {
+		return cfg, fmt.Errorf("embedded defaults: %w", err)
+	}
+	return cfg, nil
+}
+
+// Names returns every host name the gateway needs a certificate for: each
+// site's hosts and each SQL listener's hostname, without duplicates, in order.
+func (c *Config) Names() []string {
+	var names []string
+	seen := map[string]bool{}
+	add := func(n string) {
+		k := strings.ToLower(n)
+		if n != "" && !seen[k] {
+			seen[k] = true
+			names = append(names, n)
+		}
+	}
+	for _, s := range c.HTTP.Sites {
+		for _, h := range s.Hosts {
+			add(h)
+		}
+	}
+	for _, l := range c.SQL {
+		add(l.Hostname)
+	}
+	return names
+}
+
+// DefaultServerName is the name whose certificate is presented when a client
+// sends no SNI or an unknown one: the first site's first host, else the first
+// SQL listener's hostname.
+func (c *Config) DefaultServerName() string {
+	if len(c.HTTP.Sites) > 0 && len(c.HTTP.Sites[0].Hosts) > 0 {
+		return c.HTTP.Sites[0].Hosts[0]
+	}
+	if len(c.SQL) > 0 {
+		return c.SQL[0].Hostname
+	}
+	return ""
+}

@@ -199,3 +199,33 @@ sql:
 		t.Fatalf("server name defaults to host of address: got %q", got)
 	}
 }
+
+func TestDefaultsAndNames(t *testing.T) {
+	cfg, err := Defaults()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.TLS.Issuer != "internal" || cfg.HTTP.Listen != ":443" {
+		t.Fatalf("defaults not decoded: %+v", cfg)
+	}
+	cfg.HTTP.Sites = []Site{{Hosts: []string{"a.test", "B.test"}}, {Hosts: []string{"b.test", "c.test"}}}
+	cfg.SQL = []SQLListener{{Hostname: "sql.test"}, {Hostname: "a.test"}}
+	got := strings.Join(cfg.Names(), ",")
+	if got != "a.test,B.test,c.test,sql.test" {
+		t.Fatalf("Names() = %s", got)
+	}
+	if cfg.DefaultServerName() != "a.test" {
+		t.Fatalf("DefaultServerName() = %s", cfg.DefaultServerName())
+	}
+}
+
+func TestCertificatesOnly(t *testing.T) {
+	t.Setenv(EnvConfigFile, "")
+	cfg, err := Load(Options{CertificatesOnly: true})
+	if err != nil {
+		t.Fatalf("defaults must load for certificate-only commands: %v", err)
+	}
+	if cfg.Storage != "./data" {
+		t.Fatalf("storage = %q", cfg.Storage)
+	}
+}

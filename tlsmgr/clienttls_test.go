@@ -1,0 +1,135 @@
+package tlsmgr
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"errors"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest"
+	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/gateway-project/gateway/configs"
+)
+
+func TestClientTLSConfig(t *testing.T) {
+	ca := newTestCA(t, "Upstream CA")
+	other := newTestCA(t, "Other CA")
+	leaf := ca.leaf(t, leafOpts{}, "db.test", "127.0.0.1")
+	addr := serveTLS(t, &tls.Config{Certificates: []tls.Certificate{leaf.tlsCert(t, ca)}})
+
+	dir := t.TempDir()
+	caFile := writeFile(t, filepath.Join(dir, "ca.pem"), ca.pem)
+	otherFile := writeFile(t, filepath.Join(dir, "other.pem"), other.pem)
+	sum := sha256.Sum256(leaf.cert.Raw)
+	pin := hex.EncodeToString(sum[:])
+	colonPin := strings.ToUpper(strings.Join(splitEvery(pin, 2), ":"))
+	wrongPin := strings.Repeat("ab", 32)
+
+	tests := []struct {
+		name     string
+		upstream configs.UpstreamTLS
+		want     error // nil, or the kind of *VerifyError
+	}{
+		{"trusted ca", configs.UpstreamTLS{ServerName: "db.test", CAFile: caFile}, nil},
+		{"trusted ca, ip address", configs.UpstreamTLS{ServerName: "127.0.0.1", CAFile: caFile}, nil},
+		{"untrusted ca", configs.UpstreamTLS{ServerName: "db.test", CAFile: otherFile}, ErrUntrusted},
+		{"system roots", configs.UpstreamTLS{ServerName: "db.test"}, ErrUntrusted},
+		{"wrong server name", configs.UpstreamTLS{ServerName: "other.test", CAFile: caFile}, ErrNameMismatch},
+		{"pin only: name and chain not checked", configs.UpstreamTLS{ServerName: "whatever.test", PinSHA256: pin}, nil},
+		{"pin in openssl fingerprint form", configs.UpstreamTLS{ServerName: "db.test", PinSHA256: colonPin}, nil},
+		{"pin mismatch", configs.UpstreamTLS{ServerName: "db.test", PinSHA256: wrongPin}, ErrPinMismatch},
+		{"pin and ca", configs.UpstreamTLS{ServerName: "db.test", CAFile: caFile, PinSHA256: pin}, nil},
+		{"pin matches but ca untrusted", configs.UpstreamTLS{ServerName: "db.test", CAFile: otherFile, PinSHA256: pin}, ErrUntrusted},
+		{"pin and ca, pin mismatch", configs.UpstreamTLS{ServerName: "db.test", CAFile: caFile, PinSHA256: wrongPin}, ErrPinMismatch},
+		{"insecure", configs.UpstreamTLS{ServerName: "other.test", InsecureSkipVerify: true}, nil},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, err := ClientTLSConfig(tc.upstream, zaptest.NewLogger(t))
+			if err != nil {
+				t.Fatalf("ClientTLSConfig: %v", err)
+			}
+			_, err = handshake(t, addr, cfg)
+			if tc.want == nil {
+				if err != nil {
+					t.Fatalf("handshake: %v", err)
+				}
+				return
+			}
+			if !errors.Is(err, tc.want) {
+				t.Fatalf("handshake error %v, want %v", err, tc.want)
+			}
+			var ve *VerifyError
+			if !errors.As(err, &ve) || ve.ServerName != tc.upstream.ServerName {
+				t.Fatalf("error %v is not a *VerifyError for %s", err, tc.upstream.ServerName)
+			}
+			switch tc.want {
+			case ErrPinMismatch:
+				if !bytes.Equal(ve.Got, sum[:]) {
+					t.Errorf("Got = %x, want the leaf's SHA-256", ve.Got)
+				}
+			case ErrUntrusted:
+				var uae x509.UnknownAuthorityError
+				if !errors.As(err, &uae) {
+					t.Errorf("error %v does not wrap x509.UnknownAuthorityError", err)
+				}
+			}
+		})
+	}
+}
+
+func TestClientTLSConfigInsecureWarns(t *testing.T) {
+	core, logs := observer.New(zap.WarnLevel)
+	cfg, err := ClientTLSConfig(configs.UpstreamTLS{ServerName: "db.test", InsecureSkipVerify: true}, zap.New(core))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !cfg.InsecureSkipVerify {
+		t.Error("InsecureSkipVerify not set")
+	}
+	entries := logs.FilterMessage("upstream certificate verification disabled").All()
+	if len(entries) != 1 || entries[0].ContextMap()["server_name"] != "db.test" {
+		t.Errorf("warning not logged with the server name: %v", logs.All())
+	}
+}
+
+func TestClientTLSConfigErrors(t *testing.T) {
+	dir := t.TempDir()
+	missing := filepath.Join(dir, "missing.pem")
+	empty := writeFile(t, filepath.Join(dir, "empty.pem"), []byte("no certificates here"))
+	tests := []struct {
+		name     string
+		upstream configs.UpstreamTLS
+		mention  string
+	}{
+		{"missing ca file", configs.UpstreamTLS{ServerName: "db.test", CAFile: missing}, missing},
+		{"ca file without certificates", configs.UpstreamTLS{ServerName: "db.test", CAFile: empty}, empty},
+		{"bad pin", configs.UpstreamTLS{ServerName: "db.test", PinSHA256: "abc"}, "pin_sha256"},
+		{"no server name", configs.UpstreamTLS{}, "server_name"},
+		{"insecure with a pin", configs.UpstreamTLS{ServerName: "db.test", InsecureSkipVerify: true, PinSHA256: strings.Repeat("ab", 32)}, "insecure_skip_verify"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := ClientTLSConfig(tc.upstream, zaptest.NewLogger(t))
+			if err == nil || !strings.Contains(err.Error(), tc.mention) {
+				t.Fatalf("error %v, want one naming %s", err, tc.mention)
+			}
+		})
+	}
+}
+
+func splitEvery(s string, n int) []string {
+	var out []string
+	for len(s) > n {
+		out = append(out, s[:n])
+		s = s[n:]
+	}
+	return append(out, s)
+}

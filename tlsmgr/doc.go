@@ -1,0 +1,16 @@
+// Package tlsmgr owns the gateway's certificates and TLS policy.
+//
+// A Manager serves certificates for the names the listeners need, preferring
+// operator-supplied PEM pairs and PFX files (reloaded when they change on disk)
+// and otherwise obtaining them through certmagic from the configured issuer:
+// the built-in internal CA (a certmagic.Issuer whose root and intermediate live
+// in certmagic storage) or an ACME CA. Certmagic renews them in the background.
+// ServerTLSConfig gives listeners one policy (TLS 1.2+, ECDHE with AEAD only);
+// ClientTLSConfig builds the verification used toward upstream servers (CA file,
+// SHA-256 pin, server name); PlanSources explains, without network access,
+// where each name's certificate will come from.
+//
+// It does not listen or dial: listeners, the HTTP-01 responder's server and the
+// TDS handshake live in proxy and sqltunnel, which take their *tls.Config from
+// here.
+package tlsmgr
