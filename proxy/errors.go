@@ -1,0 +1,177 @@
+package proxy
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// errorKind names why an upstream request failed, as logged in error_kind.
+type errorKind string
+
+const (
+	kindTimeout        errorKind = "timeout"            // dial, TLS handshake or idle timeout
+	kindRefused        errorKind = "connection_refused" // nothing listens on the upstream port
+	kindUnreachable    errorKind = "unreachable"        // no route to host or network
+	kindDNS            errorKind = "dns"                // the upstream name does not resolve
+	kindTLS            errorKind = "tls"                // https:// upstream failed verification or handshake
+	kindClosed         errorKind = "connection_closed"  // reset, or closed before a full response
+	kindClientCanceled errorKind = "client_canceled"    // the client went away (or shutdown cut it)
+	kindOther          errorKind = "other"
+)
+
+// statusClientClosed is nginx's 499: the client closed the request before
+// the upstream answered. It is only logged; nobody is left to read it.
+const statusClientClosed = 499
+
+// kindInfo is the one place where error kinds map to what the client sees.
+var kindInfo = map[errorKind]struct {
+	status int
+	body   string
+}{
+	kindTimeout:        {http.StatusGatewayTimeout, bodyTimeout},
+	kindRefused:        {http.StatusBadGateway, bodyDown},
+	kindUnreachable:    {http.StatusBadGateway, bodyDown},
+	kindDNS:            {http.StatusBadGateway, bodyDown},
+	kindTLS:            {http.StatusBadGateway, bodyDown},
+	kindClosed:         {http.StatusBadGateway, bodyDown},
+	kindClientCanceled: {statusClientClosed, ""},
+	kindOther:          {http.StatusBadGateway, bodyDown},
+}
+
+const (
+	bodyDown    = "502 Bad Gateway: the application server is not responding.\n"
+	bodyTimeout = "504 Gateway Timeout: the application server did not respond in time.\n"
+)
+
+// classify maps an error from the upstream round trip to its kind.
+func classify(err error) errorKind {
+	var (
+		dnsErr  *net.DNSError
+		netErr  net.Error
+		verErr  *tls.CertificateVerificationError
+		recErr  tls.RecordHeaderError
+		alert   tls.AlertError
+		unkAuth x509.UnknownAuthorityError
+		hostErr x509.HostnameError
+		invErr  x509.CertificateInvalidError
+	)
+	switch {
+	case errors.Is(err, context.Canceled):
+		return kindClientCanceled
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, os.ErrDeadlineExceeded):
+		return kindTimeout
+	case errors.As(err, &dnsErr):
+		if dnsErr.IsTimeout {
+			return kindTimeout
+		}
+		return kindDNS
+	case isRefused(err):
+		return kindRefused
+	case isUnreachable(err):
+		return kindUnreachable
+	case errors.As(err, &netErr) && netErr.Timeout():
+		return kindTimeout
+	case errors.As(err, &verErr), errors.As(err, &recErr), errors.As(err, &alert),
+		errors.As(err, &unkAuth), errors.As(err, &hostErr), errors.As(err, &invErr):
+		return kindTLS
+	case isReset(err), errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return kindClosed
+	default:
+		return kindOther
+	}
+}
+
+// isDialError reports whether err happened while connecting, so that nothing
+// reached the upstream and it may be skipped for a while.
+func isDialError(err error) bool {
+	var op *net.OpError
+	if errors.As(err, &op) && op.Op == "dial" {
+		return true
+	}
+	var dnsErr *net.DNSError
+	return errors.As(err, &dnsErr)
+}
+
+// safeError is err's text without the request URL that *url.Error prefixes:
+// the query string may carry patient identifiers and must not be logged.
+func safeError(err error) string {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		err = ue.Err
+	}
+	return err.Error()
+}
+
+// errorHandler answers requests whose upstream round trip failed.
+type errorHandler struct {
+	log     *zap.Logger
+	backoff time.Duration
+}
+
+// serve is the ErrorHandler of every site's ReverseProxy: short page for the
+// client, one log line for the operator naming the site, the upstream, the
+// error kind and the client.
+func (eh *errorHandler) serve(w http.ResponseWriter, r *http.Request, err error) {
+	kind := classify(err)
+	info := kindInfo[kind]
+	rs := stateFrom(r.Context())
+
+	level := zap.ErrorLevel
+	if kind == kindClientCanceled {
+		level = zap.DebugLevel
+	}
+	if ce := eh.log.Check(level, "upstream request failed"); ce != nil {
+		fields := []zap.Field{
+			zap.String("error_kind", string(kind)),
+			zap.String("error", safeError(err)),
+			zap.Int("status", info.status),
+			zap.String("remote", r.RemoteAddr),
+			zap.String("method", r.Method),
+			zap.String("path", r.URL.Path),
+		}
+		if rs != nil {
+			fields = append(fields, zap.String("site", rs.site.name))
+			if rs.upstream != nil {
+				fields = append(fields, zap.String("upstream", rs.upstream.raw))
+			}
+		}
+		ce.Write(fields...)
+	}
+
+	if rs != nil && rs.upstream != nil && eh.backoff > 0 && len(rs.site.upstreams) > 1 && isDialError(err) {
+		now := time.Now()
+		if prev := rs.upstream.downUntil.Swap(now.Add(eh.backoff).UnixNano()); prev <= now.UnixNano() {
+			eh.log.Warn("upstream skipped after failed connection",
+				zap.String("site", rs.site.name),
+				zap.String("upstream", rs.upstream.raw),
+				zap.Duration("backoff", eh.backoff))
+		}
+	}
+
+	if kind == kindClientCanceled {
+		w.WriteHeader(info.status)
+		return
+	}
+	h := w.Header()
+	// Whatever the application or a 1xx response left here does not
+	// describe this page.
+	clear(h)
+	if rs != nil && rs.site.hsts != "" {
+		h.Set(headerHSTS, rs.site.hsts)
+	}
+	h.Set("Content-Type", "text/plain; charset=utf-8")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Cache-Control", "no-store")
+	w.WriteHeader(info.status)
+	_, _ = io.WriteString(w, info.body)
+}

@@ -1,0 +1,134 @@
+package proxy
+
+import (
+	"context"
+	"net/http"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+)
+
+// front is the HTTPS handler: it counts the request for the drain, selects
+// the site and upstream, logs the request at debug level and proxies it.
+type front struct {
+	sites    *siteTable
+	inflight *tracker
+	log      *zap.Logger
+}
+
+func (f *front) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	f.inflight.add()
+	defer f.inflight.done()
+
+	s := f.sites.match(r.Host)
+	rs := &requestState{site: s, upstream: s.pick()}
+	r = r.WithContext(withState(r.Context(), rs))
+
+	if !f.log.Core().Enabled(zapcore.DebugLevel) {
+		s.proxy.ServeHTTP(w, r)
+		return
+	}
+	rec := &recorder{ResponseWriter: w}
+	start := time.Now()
+	// Deferred so that aborted requests (ReverseProxy panics with
+	// http.ErrAbortHandler when a body copy fails) are logged too.
+	defer func() {
+		f.log.Debug("request",
+			zap.String("method", r.Method),
+			zap.String("host", r.Host),
+			zap.String("path", r.URL.Path), // never the query: it may identify patients
+			zap.String("proto", r.Proto),
+			zap.Int("status", rec.status),
+			zap.Int64("bytes", rec.bytes),
+			zap.Duration("duration", time.Since(start)),
+			zap.String("remote", r.RemoteAddr),
+			zap.String("site", s.name),
+			zap.String("upstream", rs.upstream.raw))
+	}()
+	s.proxy.ServeHTTP(rec, r)
+}
+
+// recorder notes the status and size of a response for the request log.
+// Unwrap lets http.ResponseController, which ReverseProxy uses to flush
+// streams and hijack upgraded connections, reach the real writer.
+type recorder struct {
+	http.ResponseWriter
+	status int // 0: nothing written (an aborted or hijacked request)
+	bytes  int64
+}
+
+func (r *recorder) WriteHeader(code int) {
+	if r.status == 0 && code >= 200 { // 1xx are interim
+		r.status = code
+	}
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *recorder) Write(p []byte) (int, error) {
+	if r.status == 0 {
+		r.status = http.StatusOK
+	}
+	n, err := r.ResponseWriter.Write(p)
+	r.bytes += int64(n)
+	return n, err
+}
+
+// Flush serves code that asserts http.Flusher instead of using
+// http.ResponseController.
+func (r *recorder) Flush() { _ = http.NewResponseController(r.ResponseWriter).Flush() }
+
+func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
+
+// tracker counts in-flight requests so that shutdown can wait for them and
+// report how many it cut. http.Server.Shutdown alone is not enough: it does
+// not wait for hijacked (upgraded, e.g. WebSocket) connections.
+type tracker struct {
+	mu   sync.Mutex
+	n    int
+	idle chan struct{} // closed while n == 0
+}
+
+func newTracker() *tracker {
+	t := &tracker{idle: make(chan struct{})}
+	close(t.idle)
+	return t
+}
+
+func (t *tracker) add() {
+	t.mu.Lock()
+	if t.n == 0 {
+		t.idle = make(chan struct{})
+	}
+	t.n++
+	t.mu.Unlock()
+}
+
+func (t *tracker) done() {
+	t.mu.Lock()
+	t.n--
+	if t.n == 0 {
+		close(t.idle)
+	}
+	t.mu.Unlock()
+}
+
+func (t *tracker) count() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.n
+}
+
+// wait returns nil once no request is in flight, or ctx's error.
+func (t *tracker) wait(ctx context.Context) error {
+	t.mu.Lock()
+	idle := t.idle
+	t.mu.Unlock()
+	select {
+	case <-idle:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}

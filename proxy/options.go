@@ -1,0 +1,158 @@
+package proxy
+
+import (
+	"crypto/tls"
+	"net/http"
+	"time"
+)
+
+// Defaults of the options below. They stop slow-header (slowloris) clients
+// and wedged upstreams without ever cutting a long download or upload: there
+// is deliberately no ReadTimeout or WriteTimeout on the HTTPS listener.
+const (
+	// DefaultDrainTimeout bounds the graceful part of Serve's shutdown.
+	DefaultDrainTimeout = 30 * time.Second
+	// DefaultReadHeaderTimeout bounds the TLS handshake and the reading of
+	// each request's headers.
+	DefaultReadHeaderTimeout = 10 * time.Second
+	// DefaultIdleTimeout closes client keep-alive connections idle this long.
+	DefaultIdleTimeout = 120 * time.Second
+	// DefaultMaxHeaderBytes caps a request's headers; larger ones get 431.
+	DefaultMaxHeaderBytes = 64 << 10
+	// DefaultDialTimeout bounds connecting (and the TLS handshake, for
+	// https:// upstreams) to an upstream.
+	DefaultDialTimeout = 10 * time.Second
+	// DefaultUpstreamIdleTimeout cuts an upstream connection on which
+	// nothing was read or written for this long. It is longer than IIS's own
+	// executionTimeout (110 s) so that a page IIS would still finish is never
+	// cut; a streaming response only needs a byte now and then.
+	DefaultUpstreamIdleTimeout = 5 * time.Minute
+	// DefaultUpstreamBackoff is how long an upstream that could not be
+	// connected to is skipped while a site has other upstreams.
+	DefaultUpstreamBackoff = 10 * time.Second
+
+	// Upstream connection pool sizing (not configurable).
+	maxIdleConnsPerHost   = 64
+	upstreamIdleConnTime  = 90 * time.Second
+	expectContinueTimeout = time.Second
+
+	// redirectTimeout bounds whole requests on the redirect listener, which
+	// never carries long transfers.
+	redirectTimeout = 30 * time.Second
+	// closeGrace bounds how long Serve waits for handlers to return after it
+	// has closed their connections at the end of the drain.
+	closeGrace = 5 * time.Second
+)
+
+// Option customises a Server; see the With functions.
+type Option func(*options)
+
+type options struct {
+	drainTimeout        time.Duration
+	challenge           func(http.Handler) http.Handler
+	readHeaderTimeout   time.Duration
+	idleTimeout         time.Duration
+	maxHeaderBytes      int
+	dialTimeout         time.Duration
+	upstreamIdleTimeout time.Duration
+	upstreamBackoff     time.Duration
+	upstreamTLS         *tls.Config
+	redirectPort        int
+}
+
+func defaultOptions() options {
+	return options{
+		drainTimeout:        DefaultDrainTimeout,
+		readHeaderTimeout:   DefaultReadHeaderTimeout,
+		idleTimeout:         DefaultIdleTimeout,
+		maxHeaderBytes:      DefaultMaxHeaderBytes,
+		dialTimeout:         DefaultDialTimeout,
+		upstreamIdleTimeout: DefaultUpstreamIdleTimeout,
+		upstreamBackoff:     DefaultUpstreamBackoff,
+	}
+}
+
+// WithDrainTimeout bounds how long Serve lets in-flight requests (upgraded
+// WebSocket connections included) finish after its context ends; the rest are
+// then cut. Zero or negative cuts them at once. Default DefaultDrainTimeout.
+func WithDrainTimeout(d time.Duration) Option {
+	return func(o *options) { o.drainTimeout = max(d, 0) }
+}
+
+// WithChallengeHandler wraps the redirect listener's handler, so that an
+// ACME HTTP-01 solver can answer /.well-known/acme-challenge/ and pass every
+// other request on. Nil (the default) leaves the redirect handler as is, as
+// does a wrap function that returns nil.
+func WithChallengeHandler(wrap func(http.Handler) http.Handler) Option {
+	return func(o *options) { o.challenge = wrap }
+}
+
+// WithReadHeaderTimeout bounds the TLS handshake and the reading of request
+// headers on both listeners. Zero or negative means no bound; do not do that
+// in production. Default DefaultReadHeaderTimeout.
+func WithReadHeaderTimeout(d time.Duration) Option {
+	return func(o *options) { o.readHeaderTimeout = d }
+}
+
+// WithIdleTimeout closes client keep-alive connections idle this long. Zero
+// or negative means they are never closed for idleness. Default
+// DefaultIdleTimeout.
+func WithIdleTimeout(d time.Duration) Option {
+	return func(o *options) { o.idleTimeout = d }
+}
+
+// WithMaxHeaderBytes caps the size of request headers; larger requests get
+// 431. Zero or negative means net/http's default (1 MiB). Default
+// DefaultMaxHeaderBytes.
+func WithMaxHeaderBytes(n int) Option {
+	return func(o *options) { o.maxHeaderBytes = n }
+}
+
+// WithDialTimeout bounds connecting to an upstream, and the TLS handshake for
+// https:// upstreams. A dial that times out gets the client a 504. Zero or
+// negative means no bound beyond the operating system's. Default
+// DefaultDialTimeout.
+func WithDialTimeout(d time.Duration) Option {
+	return func(o *options) { o.dialTimeout = max(d, 0) }
+}
+
+// WithUpstreamIdleTimeout cuts an upstream connection on which nothing has
+// been read or written for d: waiting for response headers (504), a stalled
+// response body (the client's response is aborted), or an idle upgraded
+// WebSocket. It is never an overall limit: a transfer that keeps moving runs
+// for as long as it takes. Zero or negative disables it. Default
+// DefaultUpstreamIdleTimeout.
+func WithUpstreamIdleTimeout(d time.Duration) Option {
+	return func(o *options) { o.upstreamIdleTimeout = max(d, 0) }
+}
+
+// WithUpstreamBackoff sets how long an upstream that could not be connected
+// to (refused, unreachable, dial timeout) is skipped by round-robin, while the
+// site has other upstreams that are not skipped. The request that found it
+// down still gets a 502 or 504: requests are not retried, because their body
+// may already be gone. Zero or negative disables skipping. Default
+// DefaultUpstreamBackoff.
+func WithUpstreamBackoff(d time.Duration) Option {
+	return func(o *options) { o.upstreamBackoff = max(d, 0) }
+}
+
+// WithUpstreamTLSConfig is the client TLS configuration for https://
+// upstreams (roots, server name, pinning through VerifyConnection). It is
+// cloned. Nil (the default) verifies against the system roots and the
+// upstream URL's host name.
+func WithUpstreamTLSConfig(c *tls.Config) Option {
+	return func(o *options) {
+		if c != nil {
+			c = c.Clone()
+		}
+		o.upstreamTLS = c
+	}
+}
+
+// WithRedirectPort sets the HTTPS port put into redirect Locations when the
+// port clients reach differs from the bound one (port forwarding, NAT).
+// Port 443 is left out of the Location. Zero (the default) uses the port
+// http.listen is bound to.
+func WithRedirectPort(port int) Option {
+	return func(o *options) { o.redirectPort = port }
+}
