@@ -1,0 +1,115 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/gateway-project/gateway/configs"
+	"github.com/gateway-project/gateway/tlsmgr"
+)
+
+func newCheckCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "check",
+		Short: "Validate the configuration and show what it would serve",
+		Long: "check validates the configuration, then prints each listener, its upstream\n" +
+			"and where its certificate comes from. It exits 1 listing every problem.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			out := cmd.OutOrStdout()
+			loaded, err := loadConfig(cmd)
+			if err != nil {
+				var ve *configs.ValidationError
+				if errors.As(err, &ve) {
+					printProblems(out, ve)
+					return fmt.Errorf("configuration has %d problem(s)", len(ve.Problems))
+				}
+				return err
+			}
+			sources, err := tlsmgr.PlanSources(loaded.TLS, loaded.Names())
+			if err != nil {
+				var pe *tlsmgr.PlanError
+				if errors.As(err, &pe) {
+					printProblems(out, &configs.ValidationError{Source: loaded.Source, Problems: pe.Problems})
+					return fmt.Errorf("configuration has %d problem(s)", len(pe.Problems))
+				}
+				return fmt.Errorf("certificates: %w", err)
+			}
+			printPlan(out, loaded, sources)
+			return nil
+		},
+	}
+	addConfigFlags(cmd)
+	return cmd
+}
+
+func printProblems(w io.Writer, ve *configs.ValidationError) {
+	src := ve.Source
+	if src == "" {
+		src = "configuration"
+	}
+	fmt.Fprintf(w, "%s: %d problem(s)\n", src, len(ve.Problems))
+	for _, p := range ve.Problems {
+		fmt.Fprintf(w, "  %s: %s\n", p.Key, p.Message)
+	}
+}
+
+// printPlan describes what the configuration serves, one listener a block.
+func printPlan(w io.Writer, l *configs.Loaded, sources []tlsmgr.NameSource) {
+	certOf := map[string]string{}
+	for _, s := range sources {
+		certOf[strings.ToLower(s.Name)] = s.Source
+	}
+	src := l.Source
+	if src == "" {
+		src = "built-in defaults"
+	}
+	fmt.Fprintf(w, "config %s: ok\n", src)
+	fmt.Fprintf(w, "storage %s; tls issuer %s, minimum TLS %s\n", l.Storage, l.TLS.Issuer, l.TLS.MinVersion)
+	if l.Admin.Listen != "" {
+		fmt.Fprintf(w, "admin   %s\n", l.Admin.Listen)
+	}
+	if l.HTTP.Listen != "" {
+		fmt.Fprintf(w, "https   %s\n", l.HTTP.Listen)
+		for i, s := range l.HTTP.Sites {
+			def := ""
+			if i == 0 {
+				def = " (default site)"
+			}
+			fmt.Fprintf(w, "  site %s%s -> %s\n", strings.Join(s.Hosts, ", "), def, strings.Join(s.Upstreams, ", "))
+			for _, h := range s.Hosts {
+				fmt.Fprintf(w, "    certificate %s: %s\n", h, certOf[strings.ToLower(h)])
+			}
+		}
+	}
+	if l.HTTP.RedirectListen != "" {
+		fmt.Fprintf(w, "http    %s -> 308 to https\n", l.HTTP.RedirectListen)
+	}
+	for _, s := range l.SQL {
+		up := s.Upstream
+		verify := describeVerification(up)
+		fmt.Fprintf(w, "sql     %s %s (client_encryption %s) -> %s (encryption %s, %s)\n",
+			s.Name, s.Listen, s.ClientEncryption, up.Address, up.Encryption, verify)
+		fmt.Fprintf(w, "    certificate %s: %s\n", s.Hostname, certOf[strings.ToLower(s.Hostname)])
+	}
+}
+
+func describeVerification(u configs.SQLUpstream) string {
+	t := u.TLS()
+	switch {
+	case u.Encryption == configs.UpstreamEncryptionDisabledLoopback:
+		return "plain text on loopback"
+	case t.InsecureSkipVerify:
+		return "WARNING: server certificate NOT verified"
+	case t.PinSHA256 != "":
+		return "verified by SHA-256 pin"
+	case t.CAFile != "":
+		return fmt.Sprintf("verifying %s against %s", t.ServerName, t.CAFile)
+	default:
+		return fmt.Sprintf("verifying %s against system roots", t.ServerName)
+	}
+}

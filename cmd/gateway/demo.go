@@ -1,0 +1,207 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"html/template"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/spf13/cobra"
+	"go.uber.org/zap"
+
+	"github.com/gateway-project/gateway/configs"
+)
+
+// demoInfo is DIR/demo.json, the contract scripts and tests rely on (DESIGN.md).
+type demoInfo struct {
+	HTTPSURL       string `json:"https_url"`
+	SQLAddr        string `json:"sql_addr"`
+	SQLHostname    string `json:"sql_hostname"`
+	SQLUser        string `json:"sql_user"`
+	SQLPassword    string `json:"sql_password"`
+	RootCA         string `json:"root_ca"`
+	BackendHTTPURL string `json:"backend_http_url"`
+	BackendSQLAddr string `json:"backend_sql_addr"`
+}
+
+func newDemoCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "demo",
+		Short: "Run the gateway in front of built-in demo backends",
+		Long: "demo starts a small web app and the gateway in front of it with the internal\n" +
+			"CA, prints the URLs, the root CA path and commands that work, and writes\n" +
+			"DIR/demo.json once ready. Ctrl-C stops everything.",
+		Args: cobra.NoArgs,
+		RunE: runDemo,
+	}
+	f := cmd.Flags()
+	f.String("dir", "./demo-data", "directory for the demo's storage, root CA and demo.json")
+	f.String("https-addr", "127.0.0.1:0", "HTTPS listen address (port 0: any free port)")
+	f.String("sql-addr", "127.0.0.1:0", "SQL listen address (port 0: any free port)")
+	f.String("log-level", "info", "log level: debug | info | warn | error")
+	return cmd
+}
+
+func runDemo(cmd *cobra.Command, _ []string) error {
+	ctx := cmd.Context()
+	dir, _ := cmd.Flags().GetString("dir")
+	httpsAddr, _ := cmd.Flags().GetString("https-addr")
+	level, _ := cmd.Flags().GetString("log-level")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("demo directory: %w", err)
+	}
+	dir, _ = filepath.Abs(dir)
+	// A stale demo.json would tell a waiting script the demo is ready.
+	_ = os.Remove(filepath.Join(dir, "demo.json"))
+
+	logger, err := newLogger(configs.Log{Level: level, Format: "console"}, cmd.ErrOrStderr())
+	if err != nil {
+		return usageError{fmt.Errorf("--log-level: %w", err)}
+	}
+	defer func() { _ = logger.Sync() }()
+
+	backend, err := startDemoBackend(logger.Named("demo_app"))
+	if err != nil {
+		return err
+	}
+	defer backend.Close()
+
+	cfg, err := configs.Defaults()
+	if err != nil {
+		return err
+	}
+	cfg.Storage = filepath.Join(dir, "storage")
+	cfg.Admin.Listen = ""
+	cfg.Log = configs.Log{Level: level, Format: "console"}
+	cfg.DrainTimeout = 5 * time.Second
+	cfg.HTTP.Listen = httpsAddr
+	cfg.HTTP.RedirectListen = "127.0.0.1:0"
+	cfg.HTTP.Sites = []configs.Site{{
+		Hosts:        []string{"localhost", "127.0.0.1"},
+		Upstreams:    []string{backend.URL},
+		HSTSMaxAge:   time.Hour,
+		PreserveHost: true,
+	}}
+	if err := cfg.Validate(); err != nil {
+		return usageError{err}
+	}
+
+	g, err := startGateway(ctx, cfg, logger)
+	if err != nil {
+		return err
+	}
+	info, err := writeDemoFiles(dir, g, backend.URL)
+	if err != nil {
+		g.cancel()
+		_ = g.wait()
+		return err
+	}
+	printDemoHelp(cmd.OutOrStdout(), info, g)
+	return g.wait()
+}
+
+func writeDemoFiles(dir string, g *runningGateway, backendURL string) (demoInfo, error) {
+	pem, err := g.certs.RootPEM()
+	if err != nil {
+		return demoInfo{}, err
+	}
+	rootPath := filepath.Join(dir, "root-ca.pem")
+	if err := os.WriteFile(rootPath, pem, 0o644); err != nil {
+		return demoInfo{}, fmt.Errorf("writing root certificate: %w", err)
+	}
+	_, port, _ := net.SplitHostPort(g.httpsAddr().String())
+	info := demoInfo{
+		HTTPSURL:       "https://localhost:" + port + "/",
+		RootCA:         rootPath,
+		BackendHTTPURL: backendURL,
+	}
+	data, err := json.MarshalIndent(info, "", "  ")
+	if err != nil {
+		return info, err
+	}
+	// Written last and renamed into place: its presence means "ready".
+	tmp := filepath.Join(dir, ".demo.json.tmp")
+	if err := os.WriteFile(tmp, append(data, '\n'), 0o600); err != nil {
+		return info, fmt.Errorf("writing demo.json: %w", err)
+	}
+	return info, os.Rename(tmp, filepath.Join(dir, "demo.json"))
+}
+
+func printDemoHelp(w io.Writer, info demoInfo, g *runningGateway) {
+	fmt.Fprintf(w, `
+gateway demo is running. Ctrl-C stops it.
+
+  HTTPS front:   %s  (-> demo app at %s)
+  Root CA:       %s
+  demo.json:     %s
+
+Try it (the certificate is verified against the demo's own root CA):
+
+  curl --cacert %s %s
+  curl -sI --cacert %s %s | grep -i strict-transport
+
+`, info.HTTPSURL, info.BackendHTTPURL, info.RootCA, filepath.Join(filepath.Dir(info.RootCA), "demo.json"),
+		info.RootCA, info.HTTPSURL, info.RootCA, info.HTTPSURL)
+	if a := g.https.RedirectAddr(); a != nil {
+		_, port, _ := net.SplitHostPort(a.String())
+		fmt.Fprintf(w, "  curl -sI http://localhost:%s/some/path?x=1   # 308 to HTTPS\n\n", port)
+	}
+}
+
+// demoBackend is the small web app the demo puts behind the gateway: it shows
+// what the application sees of each request, as an IIS app would.
+type demoBackend struct {
+	URL string
+	srv *http.Server
+}
+
+var demoPage = template.Must(template.New("page").Parse(`<!doctype html>
+<html><head><title>Demo app behind the gateway</title></head>
+<body>
+<h1>Hello from the demo app</h1>
+<p>This app speaks plain HTTP; the gateway in front of it terminated TLS.</p>
+<table>
+<tr><td>Host</td><td>{{.Host}}</td></tr>
+<tr><td>Path</td><td>{{.Path}}</td></tr>
+<tr><td>X-Forwarded-Proto</td><td>{{.Proto}}</td></tr>
+<tr><td>X-Forwarded-For</td><td>{{.For}}</td></tr>
+<tr><td>X-Forwarded-Host</td><td>{{.FwdHost}}</td></tr>
+</table>
+</body></html>
+`))
+
+func startDemoBackend(logger *zap.Logger) (*demoBackend, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, fmt.Errorf("demo app: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		_ = demoPage.Execute(w, map[string]string{
+			"Host": r.Host, "Path": r.URL.Path,
+			"Proto": r.Header.Get("X-Forwarded-Proto"), "For": r.Header.Get("X-Forwarded-For"),
+			"FwdHost": r.Header.Get("X-Forwarded-Host"),
+		})
+	})
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			logger.Error("demo app stopped", zap.Error(err))
+		}
+	}()
+	return &demoBackend{URL: "http://" + ln.Addr().String(), srv: srv}, nil
+}
+
+func (b *demoBackend) Close() {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	_ = b.srv.Shutdown(ctx)
+}

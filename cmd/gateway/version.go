@@ -1,0 +1,36 @@
+package main
+
+import (
+	"fmt"
+	"runtime"
+	"runtime/debug"
+
+	"github.com/spf13/cobra"
+)
+
+// version is set at build time: -ldflags "-X main.version=v1.2.3".
+var version = "dev"
+
+func newVersionCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print version, commit and Go version",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			commit, dirty := "unknown", ""
+			if info, ok := debug.ReadBuildInfo(); ok {
+				for _, s := range info.Settings {
+					switch {
+					case s.Key == "vcs.revision":
+						commit = s.Value
+					case s.Key == "vcs.modified" && s.Value == "true":
+						dirty = "-dirty"
+					}
+				}
+			}
+			_, err := fmt.Fprintf(cmd.OutOrStdout(), "gateway %s\ncommit %s%s\n%s %s/%s\n",
+				version, commit, dirty, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+			return err
+		},
+	}
+}
