@@ -97,19 +97,45 @@ func Load(opts Options) (*Loaded, error) {
 	}
 
 	var cfg Config
-	if err := v.UnmarshalExact(&cfg, func(dc *mapstructure.DecoderConfig) {
+	decodeErr := v.UnmarshalExact(&cfg, func(dc *mapstructure.DecoderConfig) {
 		dc.DecodeHook = mapstructure.ComposeDecodeHookFunc(
 			mapstructure.StringToTimeDurationHookFunc(),
 			mapstructure.StringToSliceHookFunc(","),
 		)
-	}); err != nil {
-		return nil, decodeError(file, err)
-	}
+	})
 	cfg.resolvePaths(baseDir)
-	if err := cfg.validate(!opts.CertificatesOnly); err != nil {
-		return nil, err
+	// Validate even what decoded only in part, so that one run lists every
+	// problem: mapstructure fills every field it can despite errors.
+	validateErr := cfg.validate(!opts.CertificatesOnly)
+	if decodeErr != nil {
+		return nil, mergeProblems(decodeError(file, decodeErr), validateErr)
+	}
+	if validateErr != nil {
+		return nil, validateErr
 	}
 	return &Loaded{Config: cfg, Source: file}, nil
+}
+
+// mergeProblems appends the validation problems whose keys the decode error
+// does not already name (a value that failed to decode is also zero, and
+// reporting it twice would mislead).
+func mergeProblems(decodeErr, validateErr error) error {
+	var de, ve *ValidationError
+	if !errors.As(decodeErr, &de) {
+		return decodeErr
+	}
+	if errors.As(validateErr, &ve) {
+		named := map[string]bool{}
+		for _, p := range de.Problems {
+			named[p.Key] = true
+		}
+		for _, p := range ve.Problems {
+			if !named[p.Key] {
+				de.Problems = append(de.Problems, p)
+			}
+		}
+	}
+	return de
 }
 
 // listDefaults are the defaults of keys inside list entries, which viper's

@@ -229,3 +229,20 @@ func TestCertificatesOnly(t *testing.T) {
 		t.Fatalf("storage = %q", cfg.Storage)
 	}
 }
+
+func TestDecodeAndValidationProblemsTogether(t *testing.T) {
+	_, err := Load(Options{File: writeConfig(t, minimalSite+"tls:\n  isuer: internal\n  min_version: \"1.1\"\ndrain_timeout: soon\n")})
+	var ve *ValidationError
+	if !errors.As(err, &ve) {
+		t.Fatalf("err = %v, want *ValidationError", err)
+	}
+	keys := map[string]int{}
+	for _, p := range ve.Problems {
+		keys[p.Key]++
+	}
+	for _, want := range []string{"tls.isuer", "tls.min_version", "drain_timeout"} {
+		if keys[want] != 1 {
+			t.Errorf("problem %s reported %d times, want once; all: %v", want, keys[want], ve.Problems)
+		}
+	}
+}

@@ -1,0 +1,100 @@
+package test
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+// The types below write gateway configurations. They are marshalled as JSON,
+// which is YAML too, so the gateway reads them as it reads any config file.
+// Keys follow configs/gateway.yaml; fields left empty with omitempty keep the
+// built-in defaults.
+
+type gwConfig struct {
+	Log          gwLog   `json:"log"`
+	Admin        gwAdmin `json:"admin"`
+	Storage      string  `json:"storage"`
+	DrainTimeout string  `json:"drain_timeout,omitempty"`
+	TLS          gwTLS   `json:"tls"`
+	HTTP         gwHTTP  `json:"http"`
+}
+
+type gwLog struct {
+	Level  string `json:"level,omitempty"`
+	Format string `json:"format,omitempty"`
+}
+
+type gwAdmin struct {
+	Listen string `json:"listen"`
+}
+
+type gwTLS struct {
+	Issuer       string   `json:"issuer,omitempty"`
+	MinVersion   string   `json:"min_version,omitempty"`
+	ACME         *gwACME  `json:"acme,omitempty"`
+	Certificates []gwCert `json:"certificates,omitempty"`
+}
+
+type gwACME struct {
+	Email                   string `json:"email,omitempty"`
+	CA                      string `json:"ca"`
+	CARoot                  string `json:"ca_root"`
+	DisableHTTPChallenge    bool   `json:"disable_http_challenge"`
+	DisableTLSALPNChallenge bool   `json:"disable_tls_alpn_challenge"`
+}
+
+type gwCert struct {
+	CertFile       string `json:"cert_file,omitempty"`
+	KeyFile        string `json:"key_file,omitempty"`
+	PFXFile        string `json:"pfx_file,omitempty"`
+	PFXPasswordEnv string `json:"pfx_password_env,omitempty"`
+}
+
+type gwHTTP struct {
+	Listen         string   `json:"listen"`
+	RedirectListen string   `json:"redirect_listen"`
+	Sites          []gwSite `json:"sites"`
+}
+
+type gwSite struct {
+	Hosts        []string `json:"hosts"`
+	Upstreams    []string `json:"upstreams"`
+	HSTSMaxAge   string   `json:"hsts_max_age,omitempty"`
+	PreserveHost *bool    `json:"preserve_host,omitempty"`
+}
+
+// newConfig is a configuration serving one site, hosts, from upstream with
+// the internal CA: HTTPS on a free 127.0.0.1 port, no redirect listener, no
+// admin listener (its default port is fixed), storage in a fresh directory.
+func newConfig(t *testing.T, upstream string, hosts ...string) *gwConfig {
+	t.Helper()
+	return &gwConfig{
+		Log:          gwLog{Level: "info", Format: "json"},
+		Storage:      filepath.Join(t.TempDir(), "storage"),
+		DrainTimeout: "10s",
+		TLS:          gwTLS{Issuer: "internal"},
+		HTTP: gwHTTP{
+			Listen: "127.0.0.1:0",
+			Sites:  []gwSite{{Hosts: hosts, Upstreams: []string{upstream}}},
+		},
+	}
+}
+
+// write saves the configuration as dir/gateway.yaml in a fresh directory
+// and returns the path.
+func (c *gwConfig) write(t *testing.T) string {
+	t.Helper()
+	data, err := json.MarshalIndent(c, "", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "gateway.yaml")
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func boolPtr(b bool) *bool { return &b }
