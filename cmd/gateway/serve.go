@@ -41,7 +41,7 @@ func newRunCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			stopHUP := watchHangup(logger)
+			stopHUP := watchHangup(logger, g.certs.Reload)
 			defer stopHUP()
 			return g.wait()
 		},
@@ -152,9 +152,9 @@ func (g *runningGateway) drain() error {
 }
 
 // watchHangup keeps SIGHUP from terminating the process (its default action)
-// and logs it. Configuration reload on SIGHUP is not implemented yet;
-// operator certificates are already reloaded when their files change.
-func watchHangup(logger *zap.Logger) (stop func()) {
+// and re-reads the operator certificates on it. Re-reading the configuration
+// itself is not implemented yet.
+func watchHangup(logger *zap.Logger, reloadCerts func(context.Context) error) (stop func()) {
 	ch := make(chan os.Signal, 1)
 	signal.Notify(ch, syscall.SIGHUP)
 	done := make(chan struct{})
@@ -162,7 +162,11 @@ func watchHangup(logger *zap.Logger) (stop func()) {
 		for {
 			select {
 			case <-ch:
-				logger.Warn("sighup received: configuration reload is not implemented yet; operator certificates reload when their files change")
+				logger.Info("sighup received: reloading operator certificates")
+				if err := reloadCerts(context.Background()); err != nil {
+					logger.Error("certificate reload failed; previous certificates kept", zap.Error(err))
+				}
+				logger.Warn("configuration reload on sighup is not implemented yet; restart to apply config changes")
 			case <-done:
 				return
 			}
