@@ -64,6 +64,14 @@ func (c *Config) validate(requireServe bool) error {
 	c.TLS.validate(&ps)
 	c.HTTP.validate(&ps, requireServe)
 	validateSQL(c.SQL, &ps)
+	if c.TLS.MinVersion == "1.3" {
+		for i, l := range c.SQL {
+			if l.ClientEncryption != ClientEncryptionStrict {
+				ps.add(fmt.Sprintf("sql[%d].client_encryption", i),
+					"is %q but tls.min_version is \"1.3\": TDS 7.x carries TLS 1.2 at most; use client_encryption: strict or tls.min_version: \"1.2\"", l.ClientEncryption)
+			}
+		}
+	}
 	if len(ps) == 0 {
 		return nil
 	}

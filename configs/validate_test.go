@@ -98,6 +98,7 @@ func TestValidateMessages(t *testing.T) {
 			c.SQL[0].Upstream.InsecureSkipVerify = true
 			c.SQL[0].Upstream.CAFile = existing
 		}, "sql[0].upstream.insecure_skip_verify", "contradicts"},
+		{"tls13 with tds7", func(c *Config) { c.TLS.MinVersion = "1.3" }, "sql[0].client_encryption", "TLS 1.2 at most"},
 		{"server name", func(c *Config) { c.SQL[0].Upstream.ServerName = "bad name" }, "sql[0].upstream.server_name", "not a valid host name"},
 	}
 	for _, tc := range tests {
