@@ -1,6 +1,24 @@
 // Package sqltunnel is the TDS listener and relay that puts verified TLS in
-// front of Microsoft SQL Server: it enforces the client encryption policy,
-// terminates TLS carried inside PRELOGIN (TDS 7.x) and TDS 8 strict TLS,
-// dials and verifies the upstream server, and logs safe login metadata
-// (being built). The wire codec it relies on lives in sqltunnel/tds.
+// front of Microsoft SQL Server. A Listener accepts SQL clients, enforces the
+// client encryption policy of DESIGN.md (TLS inside PRELOGIN for TDS 7.x,
+// TLS first for TDS 8 strict, never clear text or login-only encryption
+// except for an allowed loopback sidecar client), connects to the upstream
+// with encryption and certificate verification, forwards the login unchanged,
+// and then relays TDS packets (or MARS SMP packets) in both directions, one
+// packet per TLS write.
+//
+// It fails closed: when the upstream cannot be reached, does not encrypt, or
+// presents a certificate that does not verify, the client still completes its
+// own handshake and gets, in reply to its LOGIN7, a TDS ERROR (class 20,
+// server "gateway", numbers ErrorNumber*) whose message names the problem;
+// the login itself is never sent. Each login attempt is logged once ("sql
+// login") with safe fields only: never passwords, SSPI blobs, FedAuth tokens
+// or session-recovery data.
+//
+// It does not authenticate users, rewrite SQL, follow routing ENVCHANGEs
+// (it refuses them), answer SQL Browser queries, or obtain certificates
+// (tlsmgr does); the wire codec lives in sqltunnel/tds and the TDS 7.x
+// handshake framing in sqltunnel/tdstls. Integrated authentication crosses
+// it untouched, but NTLM/Kerberos Extended Protection (channel binding) cannot
+// survive TLS termination; SQL logins and FedAuth are unaffected.
 package sqltunnel

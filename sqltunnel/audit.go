@@ -1,0 +1,132 @@
+package sqltunnel
+
+import (
+	"crypto/tls"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/gateway-project/gateway/sqltunnel/tds"
+)
+
+// auditRecord collects, along a connection, what the "sql login" line
+// reports. It holds only values that are safe to log: the LOGIN7 fields
+// tds.Login7 exposes never include the password, the SSPI blob, FedAuth
+// tokens or session-recovery data.
+type auditRecord struct {
+	dialect          string // tds7 | tds8
+	clientEncryption string // the client's PRELOGIN ENCRYPTION, as sent
+	answered         string // the gateway's answer
+	clientTLS        *tls.ConnectionState
+	mars             bool // MARS agreed by client and upstream
+
+	login      *tds.Login7
+	loginStart time.Time
+
+	upstreamTLS *tls.ConnectionState
+
+	outcome     string
+	reason      string
+	errorNumber int32          // the gateway's ERROR number, for refusals
+	serverError *tds.ErrorInfo // the upstream's ERROR, for failed logins
+	ack         *tds.LoginAck
+	packetSize  int // negotiated by ENVCHANGE; 0 if not
+
+	logged bool // the "sql login" line has been written
+}
+
+func (a *auditRecord) refusal(r *refusal) {
+	a.outcome, a.reason, a.errorNumber = r.outcome, r.message, r.number
+}
+
+func (a *auditRecord) upstream(u *upstream) {
+	if u != nil {
+		a.upstreamTLS = u.tlsState
+	}
+}
+
+func (a *auditRecord) success(r *loginReply) {
+	a.outcome, a.ack, a.packetSize = outcomeOK, r.ack, r.packetSize
+}
+
+func (a *auditRecord) failed(r *loginReply) {
+	a.outcome, a.serverError = outcomeLoginFailed, r.err
+	if r.err == nil {
+		a.reason = "the upstream ended the login reply without LOGINACK or ERROR"
+	}
+}
+
+// logLogin writes the "sql login" line of a login attempt, once: later
+// calls do nothing.
+func (s *session) logLogin() {
+	a := &s.audit
+	if a.logged {
+		return
+	}
+	a.logged = true
+	up := s.l.cfg.Upstream
+	f := make([]zap.Field, 0, 32)
+	f = append(f,
+		zap.String("dialect", a.dialect),
+		zap.String("client_encryption", a.clientEncryption),
+		zap.String("encryption_answer", a.answered),
+	)
+	f = appendTLS(f, "client", a.clientTLS)
+	if l := a.login; l != nil {
+		f = append(f,
+			zap.String("user", l.UserName),
+			zap.String("database", l.Database),
+			zap.String("app", l.AppName),
+			zap.String("client_host", l.HostName),
+			zap.String("library", l.Library),
+			zap.String("server_name", l.ServerName),
+			zap.Stringer("tds_version", l.TDSVersion),
+			zap.Uint32("packet_size", l.PacketSize),
+			zap.Stringer("auth", l.Auth()),
+			zap.Bool("read_only_intent", l.ReadOnlyIntent()),
+		)
+	}
+	f = append(f,
+		zap.String("upstream", up.Address),
+		zap.String("upstream_encryption", up.Encryption),
+		zap.String("upstream_verify", s.l.verifyMode),
+	)
+	f = appendTLS(f, "upstream", a.upstreamTLS)
+	f = append(f, zap.Bool("mars", a.mars), zap.String("outcome", a.outcome))
+	if a.reason != "" {
+		f = append(f, zap.String("reason", a.reason))
+	}
+	if a.errorNumber != 0 {
+		f = append(f, zap.Int32("error_number", a.errorNumber))
+	}
+	if e := a.serverError; e != nil {
+		f = append(f,
+			zap.Int32("error_number", e.Number),
+			zap.Uint8("error_class", e.Class),
+			zap.Uint8("error_state", e.State),
+			zap.String("error_message", e.Message),
+		)
+	}
+	if ack := a.ack; ack != nil {
+		f = append(f,
+			zap.Stringer("server_tds_version", ack.TDSVersion),
+			zap.Stringer("server_version", ack.ProgVersion),
+		)
+	}
+	if a.packetSize != 0 {
+		f = append(f, zap.Int("negotiated_packet_size", a.packetSize))
+	}
+	f = append(f, zap.Duration("login_duration", time.Since(a.loginStart)))
+	s.log.Info("sql login", f...)
+}
+
+// appendTLS adds side_tls_version and side_tls_cipher ("none" without TLS).
+func appendTLS(f []zap.Field, side string, cs *tls.ConnectionState) []zap.Field {
+	if cs == nil {
+		return append(f, zap.String(side+"_tls_version", "none"), zap.String(side+"_tls_cipher", "none"))
+	}
+	return append(f,
+		zap.String(side+"_tls_version", tls.VersionName(cs.Version)),
+		zap.String(side+"_tls_cipher", tls.CipherSuiteName(cs.CipherSuite)),
+	)
+}

@@ -1,0 +1,163 @@
+package sqltunnel
+
+import (
+	"context"
+	"crypto/tls"
+	"net"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// Defaults of the options below.
+const (
+	// DefaultMaxConns caps the client connections one listener serves at
+	// once; connections over the cap are closed as soon as they are accepted.
+	DefaultMaxConns = 1000
+	// DefaultHandshakeTimeout bounds the client leg's pre-login phase: from
+	// accept through PRELOGIN and the TLS handshake (TDS 7.x or TDS 8).
+	DefaultHandshakeTimeout = 15 * time.Second
+	// DefaultLoginTimeout bounds the login phase: from the end of the client's
+	// handshake until the upstream's final login reply has been relayed,
+	// SSPI and FedAuth round trips included.
+	DefaultLoginTimeout = 30 * time.Second
+	// DefaultDialTimeout bounds connecting to the upstream: the TCP connect,
+	// the PRELOGIN exchange and the TLS handshake together.
+	DefaultDialTimeout = 10 * time.Second
+	// DefaultDrainTimeout bounds how long Serve lets sessions finish after
+	// its context ends before it closes them.
+	DefaultDrainTimeout = 30 * time.Second
+
+	// halfCloseTimeout bounds how long a session lives on after one side
+	// has finished sending: TDS has no use for half-open connections, so the
+	// other side only gets time to flush what it was sending.
+	halfCloseTimeout = 30 * time.Second
+	// refuseLinger bounds how long a refused client is given to read the
+	// ERROR reply before its connection is closed.
+	refuseLinger = 2 * time.Second
+	// acceptBackoffMin and acceptBackoffMax bound the pause after a failed
+	// Accept (EMFILE and the like), doubled on each consecutive failure.
+	acceptBackoffMin = 5 * time.Millisecond
+	acceptBackoffMax = time.Second
+)
+
+// Dialer connects to the upstream SQL Server. *net.Dialer implements it.
+// DialContext must honour ctx's deadline and cancellation.
+type Dialer interface {
+	DialContext(ctx context.Context, network, address string) (net.Conn, error)
+}
+
+// Option customises a Listener; see the With functions.
+type Option func(*options)
+
+type options struct {
+	logger           *zap.Logger
+	serverTLS        func(nextProtos ...string) *tls.Config
+	upstreamTLS      *tls.Config
+	dialer           Dialer
+	maxConns         int
+	handshakeTimeout time.Duration
+	loginTimeout     time.Duration
+	dialTimeout      time.Duration
+	drainTimeout     time.Duration
+}
+
+func defaultOptions() options {
+	return options{
+		logger:           zap.NewNop(),
+		dialer:           &net.Dialer{},
+		maxConns:         DefaultMaxConns,
+		handshakeTimeout: DefaultHandshakeTimeout,
+		loginTimeout:     DefaultLoginTimeout,
+		dialTimeout:      DefaultDialTimeout,
+		drainTimeout:     DefaultDrainTimeout,
+	}
+}
+
+// WithLogger sets the logger; the listener logs under the name "sqltunnel"
+// with the field "listener", and each connection adds "remote" and
+// "conn_id". Nil (the default) logs nothing.
+func WithLogger(l *zap.Logger) Option {
+	return func(o *options) {
+		if l == nil {
+			l = zap.NewNop()
+		}
+		o.logger = l
+	}
+}
+
+// WithServerTLS sets where the client-facing TLS configuration comes from:
+// fn is called once by New with no protocol (TLS inside PRELOGIN, TDS 7.x)
+// and once with "tds/8.0" (TDS 8 strict, TLS first). It is typically
+//
+//	func(p ...string) *tls.Config { return certs.ServerTLSConfig(cfg.Hostname, p...) }
+//
+// with certs a *tlsmgr.Manager. The configurations are cloned; the version
+// limit of TDS 7.x (TLS 1.2) is applied by the listener. Required.
+func WithServerTLS(fn func(nextProtos ...string) *tls.Config) Option {
+	return func(o *options) { o.serverTLS = fn }
+}
+
+// WithUpstreamTLS sets the TLS configuration used toward the upstream,
+// normally built by tlsmgr.ClientTLSConfig from the listener's upstream
+// settings. The configuration is cloned. Nil (the default) makes New build
+// it with tlsmgr.ClientTLSConfig(cfg.Upstream.TLS(), logger); it is not
+// needed for upstream.encryption disabled_loopback.
+func WithUpstreamTLS(c *tls.Config) Option {
+	return func(o *options) { o.upstreamTLS = c }
+}
+
+// WithDialer sets how upstream connections are made. Nil (the default) is a
+// *net.Dialer with the operating system's keep-alive settings.
+func WithDialer(d Dialer) Option {
+	return func(o *options) {
+		if d == nil {
+			d = &net.Dialer{}
+		}
+		o.dialer = d
+	}
+}
+
+// WithMaxConns caps the client connections served at once; the excess is
+// closed immediately and logged at Warn naming the client. Zero or negative
+// means no cap. Default DefaultMaxConns.
+func WithMaxConns(n int) Option {
+	return func(o *options) { o.maxConns = max(n, 0) }
+}
+
+// WithHandshakeTimeout bounds the client's pre-login phase (PRELOGIN and
+// TLS). Zero or negative means no bound; do not do that in production.
+// Default DefaultHandshakeTimeout.
+func WithHandshakeTimeout(d time.Duration) Option {
+	return func(o *options) { o.handshakeTimeout = max(d, 0) }
+}
+
+// WithLoginTimeout bounds the login phase, from the end of the client's
+// handshake until the upstream's final login reply is relayed. Zero or
+// negative means no bound. Default DefaultLoginTimeout.
+func WithLoginTimeout(d time.Duration) Option {
+	return func(o *options) { o.loginTimeout = max(d, 0) }
+}
+
+// WithDialTimeout bounds connecting to the upstream (TCP connect, PRELOGIN
+// exchange and TLS handshake). A client whose upstream cannot be reached in
+// time gets a TDS ERROR naming the upstream. Zero or negative means no bound
+// beyond the operating system's. Default DefaultDialTimeout.
+func WithDialTimeout(d time.Duration) Option {
+	return func(o *options) { o.dialTimeout = max(d, 0) }
+}
+
+// WithDrainTimeout bounds how long Serve lets sessions finish after its
+// context ends; the rest are then closed and counted in a log line. Zero or
+// negative closes them at once. Default DefaultDrainTimeout.
+func WithDrainTimeout(d time.Duration) Option {
+	return func(o *options) { o.drainTimeout = max(d, 0) }
+}
+
+// deadline returns now+d, or the zero time (no deadline) when d is 0.
+func deadline(now time.Time, d time.Duration) time.Time {
+	if d <= 0 {
+		return time.Time{}
+	}
+	return now.Add(d)
+}
