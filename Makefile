@@ -5,7 +5,7 @@ GO      ?= go
 PKGS    ?= ./...
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 
-.PHONY: all build test test-deps lint fmt clean
+.PHONY: all build test verify test-deps lint fmt clean
 
 all: lint test
 
@@ -16,6 +16,11 @@ build:
 # otherwise names what to install; then runs all tests with the race detector.
 test: test-deps
 	$(GO) test -race -timeout 30m -count=1 $(PKGS)
+
+# What a release must pass: lint, then every test including the long
+# variants (TestIISBigTransfer streams 1 GiB each way instead of 256 MiB).
+verify: lint test-deps
+	GATEWAY_E2E_BIG=1 $(GO) test -race -timeout 30m -count=1 $(PKGS)
 
 test-deps:
 	@bash .ci/install-deps

@@ -76,12 +76,110 @@ type HTTP struct {
 	Sites          []Site `mapstructure:"sites"`
 }
 
-// Site is one set of host names served from one group of upstreams.
+// Site is one set of host names served from one group of upstreams. The
+// defaults (gateway.yaml documents each key) apply to sites read by Load; a
+// Site built in code starts from Go's zero values, which switch every
+// optional behaviour off.
 type Site struct {
 	Hosts        []string      `mapstructure:"hosts"`
 	Upstreams    []string      `mapstructure:"upstreams"`
 	HSTSMaxAge   time.Duration `mapstructure:"hsts_max_age"`
 	PreserveHost bool          `mapstructure:"preserve_host"`
+
+	// WindowsAuth pins a client connection to a dedicated upstream
+	// connection once NTLM or Negotiate authentication starts on it.
+	WindowsAuth bool `mapstructure:"windows_auth"`
+	// InternalNames are the names the upstream uses for itself, as bare
+	// host names (any port, http or https) or as http(s)://host[:port]
+	// origins; with the upstream URLs they are what RewriteLocation maps to
+	// the public origin.
+	InternalNames   []string `mapstructure:"internal_names"`
+	RewriteLocation bool     `mapstructure:"rewrite_location"`
+	CookieSecure    bool     `mapstructure:"cookie_secure"`
+	CookieHTTPOnly  bool     `mapstructure:"cookie_http_only"`
+	// CookieSameSite is "" (leave as is), lax, strict or none.
+	CookieSameSite          string `mapstructure:"cookie_same_site"`
+	UpgradeInsecureRequests bool   `mapstructure:"upgrade_insecure_requests"`
+	// RequestHeaders are set on every request sent upstream, replacing any
+	// value the client sent under the same name.
+	RequestHeaders map[string]string `mapstructure:"request_headers"`
+	// MaxRequestBody caps request bodies in bytes; 0 means no limit.
+	MaxRequestBody int64 `mapstructure:"max_request_body"`
+
+	// LoadBalancing is round_robin or least_conn ("" means round_robin).
+	LoadBalancing string        `mapstructure:"load_balancing"`
+	Sticky        Sticky        `mapstructure:"sticky"`
+	HealthCheck   HealthCheck   `mapstructure:"health_check"`
+	PassiveHealth PassiveHealth `mapstructure:"passive_health"`
+
+	UpstreamTLS SiteUpstreamTLS `mapstructure:"upstream_tls"`
+	ClientAuth  ClientAuth      `mapstructure:"client_auth"`
+}
+
+// Load-balancing policies for Site.LoadBalancing.
+const (
+	LoadBalancingRoundRobin = "round_robin"
+	LoadBalancingLeastConn  = "least_conn"
+)
+
+// Sticky sessions: when Cookie is set, a client keeps going to the upstream
+// named (opaquely) by that cookie while the upstream is healthy.
+type Sticky struct {
+	Cookie string `mapstructure:"cookie"` // "" disables
+}
+
+// HealthCheck is the active health check of a site's upstreams, enabled
+// when Path is set.
+type HealthCheck struct {
+	Path         string        `mapstructure:"path"`
+	Interval     time.Duration `mapstructure:"interval"`
+	Timeout      time.Duration `mapstructure:"timeout"`
+	ExpectStatus int           `mapstructure:"expect_status"`
+}
+
+// PassiveHealth marks an upstream down after MaxFails failures in a row
+// (connection failures and 502/503/504 answers) for FailTimeout.
+type PassiveHealth struct {
+	MaxFails    int           `mapstructure:"max_fails"` // 0 disables
+	FailTimeout time.Duration `mapstructure:"fail_timeout"`
+}
+
+// SiteUpstreamTLS is how a site verifies its https:// upstreams.
+type SiteUpstreamTLS struct {
+	CAFile             string `mapstructure:"ca_file"`
+	ServerName         string `mapstructure:"server_name"`
+	PinSHA256          string `mapstructure:"pin_sha256"`
+	InsecureSkipVerify bool   `mapstructure:"insecure_skip_verify"`
+	// SNIFromHost sends the client's Host as the TLS server name and
+	// verifies the certificate for it (IIS with SNI bindings per host).
+	SNIFromHost bool `mapstructure:"sni_from_host"`
+}
+
+// IsZero reports whether nothing is configured, so that the defaults apply
+// (system roots, the upstream URL's host name).
+func (u SiteUpstreamTLS) IsZero() bool { return u == SiteUpstreamTLS{} }
+
+// TLS returns the verification settings for one upstream host, with
+// ServerName defaulted to serverName (the upstream URL's host, or the
+// client's Host when SNIFromHost is set).
+func (u SiteUpstreamTLS) TLS(serverName string) UpstreamTLS {
+	if u.ServerName != "" && !u.SNIFromHost {
+		serverName = u.ServerName
+	}
+	return UpstreamTLS{ServerName: serverName, CAFile: u.CAFile, PinSHA256: u.PinSHA256, InsecureSkipVerify: u.InsecureSkipVerify}
+}
+
+// Client certificate modes for ClientAuth.Mode.
+const (
+	ClientAuthNone     = "none"
+	ClientAuthOptional = "optional"
+	ClientAuthRequired = "required"
+)
+
+// ClientAuth asks browsers for a TLS client certificate on a site's names.
+type ClientAuth struct {
+	Mode   string `mapstructure:"mode"`    // none | optional | required ("" means none)
+	CAFile string `mapstructure:"ca_file"` // PEM roots that client certificates must chain to
 }
 
 // Client encryption policies for SQLListener.ClientEncryption.

@@ -142,8 +142,26 @@ func mergeProblems(decodeErr, validateErr error) error {
 // own defaults cannot reach.
 var listDefaults = map[string]map[string]any{
 	"http.sites": {
-		"hsts_max_age":  "8760h",
-		"preserve_host": true,
+		"hsts_max_age":                "8760h",
+		"preserve_host":               true,
+		"windows_auth":                true,
+		"rewrite_location":            true,
+		"cookie_secure":               true,
+		"cookie_http_only":            false,
+		"cookie_same_site":            "",
+		"upgrade_insecure_requests":   false,
+		"max_request_body":            0,
+		"load_balancing":              LoadBalancingRoundRobin,
+		"sticky.cookie":               "",
+		"health_check.path":           "",
+		"health_check.interval":       "10s",
+		"health_check.timeout":        "5s",
+		"health_check.expect_status":  200,
+		"passive_health.max_fails":    3,
+		"passive_health.fail_timeout": "30s",
+		"upstream_tls.sni_from_host":  false,
+		"client_auth.mode":            ClientAuthNone,
+		"client_auth.ca_file":         "",
 	},
 	"sql": {
 		"client_encryption":   ClientEncryptionRequired,
@@ -258,6 +276,10 @@ func (c *Config) resolvePaths(baseDir string) {
 		abs(&cf.CertFile)
 		abs(&cf.KeyFile)
 		abs(&cf.PFXFile)
+	}
+	for i := range c.HTTP.Sites {
+		abs(&c.HTTP.Sites[i].UpstreamTLS.CAFile)
+		abs(&c.HTTP.Sites[i].ClientAuth.CAFile)
 	}
 	for i := range c.SQL {
 		abs(&c.SQL[i].Upstream.CAFile)

@@ -60,6 +60,23 @@ func TestEmbeddedDefaultValues(t *testing.T) {
 		{"drain_timeout", cfg.DrainTimeout, 30 * time.Second},
 		{"sites[0].hsts_max_age", cfg.HTTP.Sites[0].HSTSMaxAge, 8760 * time.Hour},
 		{"sites[0].preserve_host", cfg.HTTP.Sites[0].PreserveHost, true},
+		{"sites[0].windows_auth", cfg.HTTP.Sites[0].WindowsAuth, true},
+		{"sites[0].rewrite_location", cfg.HTTP.Sites[0].RewriteLocation, true},
+		{"sites[0].cookie_secure", cfg.HTTP.Sites[0].CookieSecure, true},
+		{"sites[0].cookie_http_only", cfg.HTTP.Sites[0].CookieHTTPOnly, false},
+		{"sites[0].cookie_same_site", cfg.HTTP.Sites[0].CookieSameSite, ""},
+		{"sites[0].upgrade_insecure_requests", cfg.HTTP.Sites[0].UpgradeInsecureRequests, false},
+		{"sites[0].max_request_body", cfg.HTTP.Sites[0].MaxRequestBody, int64(0)},
+		{"sites[0].load_balancing", cfg.HTTP.Sites[0].LoadBalancing, "round_robin"},
+		{"sites[0].sticky.cookie", cfg.HTTP.Sites[0].Sticky.Cookie, ""},
+		{"sites[0].health_check.path", cfg.HTTP.Sites[0].HealthCheck.Path, ""},
+		{"sites[0].health_check.interval", cfg.HTTP.Sites[0].HealthCheck.Interval, 10 * time.Second},
+		{"sites[0].health_check.timeout", cfg.HTTP.Sites[0].HealthCheck.Timeout, 5 * time.Second},
+		{"sites[0].health_check.expect_status", cfg.HTTP.Sites[0].HealthCheck.ExpectStatus, 200},
+		{"sites[0].passive_health.max_fails", cfg.HTTP.Sites[0].PassiveHealth.MaxFails, 3},
+		{"sites[0].passive_health.fail_timeout", cfg.HTTP.Sites[0].PassiveHealth.FailTimeout, 30 * time.Second},
+		{"sites[0].upstream_tls.sni_from_host", cfg.HTTP.Sites[0].UpstreamTLS.SNIFromHost, false},
+		{"sites[0].client_auth.mode", cfg.HTTP.Sites[0].ClientAuth.Mode, "none"},
 	}
 	for _, c := range checks {
 		if c.got != c.want {
@@ -244,5 +261,60 @@ func TestDecodeAndValidationProblemsTogether(t *testing.T) {
 		if keys[want] != 1 {
 			t.Errorf("problem %s reported %d times, want once; all: %v", want, keys[want], ve.Problems)
 		}
+	}
+}
+
+func TestSiteKeysInFile(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "clients.pem"), []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(dir, "gateway.yaml")
+	yaml := `
+http:
+  listen: "127.0.0.1:0"
+  sites:
+    - hosts: [app.test]
+      upstreams: [https://iis01:443, https://iis02:443]
+      windows_auth: false
+      internal_names: [iis01.corp.local, "http://iis01:8080"]
+      cookie_same_site: lax
+      request_headers: {X-ARR-SSL: "on", HTTPS: "on"}
+      max_request_body: 1048576
+      load_balancing: least_conn
+      sticky: {cookie: GW_AFFINITY}
+      health_check: {path: /health.aspx, interval: 2s}
+      passive_health: {max_fails: 0}
+      upstream_tls: {server_name: iis.corp.local}
+      client_auth: {mode: required, ca_file: clients.pem}
+`
+	if err := os.WriteFile(file, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := Load(Options{File: file})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := cfg.HTTP.Sites[0]
+	if s.WindowsAuth || !s.RewriteLocation || !s.CookieSecure || s.CookieSameSite != "lax" {
+		t.Errorf("booleans: %+v", s)
+	}
+	if s.RequestHeaders["x-arr-ssl"] != "on" || s.RequestHeaders["https"] != "on" {
+		t.Errorf("request_headers = %v (names are case-insensitive)", s.RequestHeaders)
+	}
+	if s.HealthCheck.Interval != 2*time.Second || s.HealthCheck.Timeout != 5*time.Second || s.HealthCheck.ExpectStatus != 200 {
+		t.Errorf("health_check defaults inside a partly set entry: %+v", s.HealthCheck)
+	}
+	if s.PassiveHealth.MaxFails != 0 || s.PassiveHealth.FailTimeout != 30*time.Second {
+		t.Errorf("passive_health = %+v", s.PassiveHealth)
+	}
+	if s.ClientAuth.CAFile != filepath.Join(dir, "clients.pem") {
+		t.Errorf("client_auth.ca_file not resolved against the config's directory: %q", s.ClientAuth.CAFile)
+	}
+	if got := s.UpstreamTLS.TLS("iis01").ServerName; got != "iis.corp.local" {
+		t.Errorf("upstream_tls server name %q", got)
+	}
+	if s.LoadBalancing != "least_conn" || s.Sticky.Cookie != "GW_AFFINITY" || s.MaxRequestBody != 1<<20 {
+		t.Errorf("farm keys: %+v", s)
 	}
 }

@@ -198,6 +198,7 @@ func (h *HTTP) validate(ps *problems, requireServe bool) {
 		if s.HSTSMaxAge < 0 {
 			ps.add(key+".hsts_max_age", "must not be negative; 0 disables HSTS")
 		}
+		s.validateExtras(ps, key)
 	}
 }
 

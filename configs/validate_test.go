@@ -71,6 +71,36 @@ func TestValidateMessages(t *testing.T) {
 		{"upstream scheme", func(c *Config) { c.HTTP.Sites[0].Upstreams = []string{"10.0.0.5:80"} }, "http.sites[0].upstreams[0]", "http:// or https://"},
 		{"upstream query", func(c *Config) { c.HTTP.Sites[0].Upstreams = []string{"http://x/?a=1"} }, "http.sites[0].upstreams[0]", "remove the query"},
 		{"hsts negative", func(c *Config) { c.HTTP.Sites[0].HSTSMaxAge = -1 }, "http.sites[0].hsts_max_age", "0 disables"},
+		{"internal name", func(c *Config) { c.HTTP.Sites[0].InternalNames = []string{"ftp://iis01"} }, "http.sites[0].internal_names[0]", "origin"},
+		{"internal name path", func(c *Config) { c.HTTP.Sites[0].InternalNames = []string{"http://iis01/app"} }, "http.sites[0].internal_names[0]", "no path"},
+		{"same site", func(c *Config) { c.HTTP.Sites[0].CookieSameSite = "Relaxed" }, "http.sites[0].cookie_same_site", "lax | strict | none"},
+		{"same site none", func(c *Config) { c.HTTP.Sites[0].CookieSameSite = "none" }, "http.sites[0].cookie_same_site", "cookie_secure"},
+		{"request header name", func(c *Config) { c.HTTP.Sites[0].RequestHeaders = map[string]string{"Bad Name": "x"} }, "http.sites[0].request_headers.Bad Name", "not a valid header name"},
+		{"request header reserved", func(c *Config) { c.HTTP.Sites[0].RequestHeaders = map[string]string{"x-forwarded-for": "1.2.3.4"} }, "http.sites[0].request_headers.x-forwarded-for", "client's address"},
+		{"request header value", func(c *Config) { c.HTTP.Sites[0].RequestHeaders = map[string]string{"X-A": "a\r\nB: c"} }, "http.sites[0].request_headers.X-A", "CR, LF"},
+		{"max body", func(c *Config) { c.HTTP.Sites[0].MaxRequestBody = -1 }, "http.sites[0].max_request_body", "0 means no limit"},
+		{"load balancing", func(c *Config) { c.HTTP.Sites[0].LoadBalancing = "random" }, "http.sites[0].load_balancing", "round_robin | least_conn"},
+		{"sticky cookie", func(c *Config) { c.HTTP.Sites[0].Sticky.Cookie = "a b" }, "http.sites[0].sticky.cookie", "cookie name"},
+		{"health path", func(c *Config) {
+			c.HTTP.Sites[0].HealthCheck = HealthCheck{Path: "health", Interval: 1e9, Timeout: 1e9, ExpectStatus: 200}
+		}, "http.sites[0].health_check.path", "start with /"},
+		{"health interval", func(c *Config) {
+			c.HTTP.Sites[0].HealthCheck = HealthCheck{Path: "/h", Timeout: 1e9, ExpectStatus: 200}
+		}, "http.sites[0].health_check.interval", "positive"},
+		{"health status", func(c *Config) {
+			c.HTTP.Sites[0].HealthCheck = HealthCheck{Path: "/h", Interval: 1e9, Timeout: 1e9, ExpectStatus: 42}
+		}, "http.sites[0].health_check.expect_status", "HTTP status"},
+		{"passive fails", func(c *Config) { c.HTTP.Sites[0].PassiveHealth.MaxFails = -1 }, "http.sites[0].passive_health.max_fails", "0 disables"},
+		{"passive timeout", func(c *Config) { c.HTTP.Sites[0].PassiveHealth = PassiveHealth{MaxFails: 3} }, "http.sites[0].passive_health.fail_timeout", "positive"},
+		{"upstream tls ca", func(c *Config) { c.HTTP.Sites[0].UpstreamTLS.CAFile = "/nonexistent.pem" }, "http.sites[0].upstream_tls.ca_file", "cannot read"},
+		{"upstream tls pin", func(c *Config) { c.HTTP.Sites[0].UpstreamTLS.PinSHA256 = "zz" }, "http.sites[0].upstream_tls.pin_sha256", "64 hex digits"},
+		{"upstream tls insecure", func(c *Config) {
+			c.HTTP.Sites[0].UpstreamTLS = SiteUpstreamTLS{InsecureSkipVerify: true, PinSHA256: strings.Repeat("ab", 32)}
+		}, "http.sites[0].upstream_tls.insecure_skip_verify", "contradicts"},
+		{"upstream tls sni", func(c *Config) { c.HTTP.Sites[0].UpstreamTLS = SiteUpstreamTLS{ServerName: "iis01", SNIFromHost: true} }, "http.sites[0].upstream_tls.server_name", "sni_from_host"},
+		{"client auth mode", func(c *Config) { c.HTTP.Sites[0].ClientAuth.Mode = "request" }, "http.sites[0].client_auth.mode", "none | optional | required"},
+		{"client auth ca", func(c *Config) { c.HTTP.Sites[0].ClientAuth.Mode = "required" }, "http.sites[0].client_auth.ca_file", "missing"},
+		{"client auth ca unused", func(c *Config) { c.HTTP.Sites[0].ClientAuth.CAFile = existing }, "http.sites[0].client_auth.ca_file", "mode is none"},
 		{"sql name", func(c *Config) { c.SQL[0].Name = "" }, "sql[0].name", "name each"},
 		{"sql name chars", func(c *Config) { c.SQL[0].Name = "my db" }, "sql[0].name", "letters"},
 		{"sql duplicate name", func(c *Config) {

@@ -6,18 +6,33 @@
 //
 // A Server owns two listeners (http.listen and http.redirect_listen), selects
 // a site per request (exact host, then a one-label wildcard such as
-// *.example.com, then the first site), spreads requests over the site's
-// upstreams in turn, sets fresh X-Forwarded-For/-Proto/-Host headers (we are
-// the TLS edge, so anything a client sent under those names, or as X-Real-IP
-// or X-Original-URL, is a lie and is removed), passes WebSocket upgrades and
-// streamed responses through, adds HSTS, maps upstream failures to short
-// 502/504 pages, and on shutdown drains in-flight requests for a bounded
-// time. Clients get HTTP/2 or HTTP/1.1; upstreams always get HTTP/1.1.
+// *.example.com, then the first site), sets fresh X-Forwarded-For/-Proto/
+// -Host headers (we are the TLS edge, so anything a client sent under those
+// names, as X-ARR-*, X-Real-IP or X-Original-URL, is a lie and is removed),
+// adds HSTS, maps upstream failures to short 502/504 pages, and on shutdown
+// drains in-flight requests for a bounded time. Clients get HTTP/2 or
+// HTTP/1.1; upstreams always get HTTP/1.1.
+//
+// For legacy ASP.NET on IIS it also, per site (one file per concern):
+//   - pins a client connection doing Windows authentication (NTLM,
+//     Negotiate) to a dedicated upstream connection, and moves HTTP/2
+//     clients to HTTP/1.1 for it (winauth.go);
+//   - rewrites Location, Content-Location and Refresh from internal origins
+//     to the public one, adds Secure/HttpOnly/SameSite to cookies, and can
+//     add upgrade-insecure-requests (headers.go);
+//   - sets configured request headers, forwards the verified client
+//     certificate as X-ARR-ClientCert and asks for it per SNI (clientauth.go);
+//   - balances round-robin or least-connections with cookie affinity
+//     (balance.go), health-checks actively and passively (health.go), and
+//     retries on another upstream only when no connection could be made
+//     (roundtrip.go);
+//   - streams every body (WebSocket, server-sent events, uploads, downloads)
+//     with idle-based timeouts only, and caps request bodies (middleware.go).
 //
 // It does not obtain, select or reload certificates, and does not choose the
 // certificate for a TLS handshake: that is tlsmgr's job, through the
-// *tls.Config handed to New. It does not validate configuration (configs does)
-// and does not cache, compress, rewrite bodies, authenticate users, retry
-// failed requests or health-check upstreams actively; an upstream that cannot
-// be connected to is only skipped for a short while (passive back-off).
+// *tls.Config handed to New (client TLS toward upstreams is built with
+// tlsmgr.ClientTLSConfig). It does not validate configuration (configs
+// does), and does not cache, compress, rewrite bodies, authenticate users or
+// replay requests whose bytes reached an upstream.
 package proxy

@@ -10,9 +10,10 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/gateway-project/gateway/tlsmgr"
 )
 
 // errorKind names why an upstream request failed, as logged in error_kind.
@@ -26,6 +27,7 @@ const (
 	kindTLS            errorKind = "tls"                // https:// upstream failed verification or handshake
 	kindClosed         errorKind = "connection_closed"  // reset, or closed before a full response
 	kindClientCanceled errorKind = "client_canceled"    // the client went away (or shutdown cut it)
+	kindTooLarge       errorKind = "request_too_large"  // the body passed max_request_body
 	kindOther          errorKind = "other"
 )
 
@@ -42,20 +44,27 @@ var kindInfo = map[errorKind]struct {
 	kindRefused:        {http.StatusBadGateway, bodyDown},
 	kindUnreachable:    {http.StatusBadGateway, bodyDown},
 	kindDNS:            {http.StatusBadGateway, bodyDown},
-	kindTLS:            {http.StatusBadGateway, bodyDown},
+	kindTLS:            {http.StatusBadGateway, bodyTLS},
 	kindClosed:         {http.StatusBadGateway, bodyDown},
 	kindClientCanceled: {statusClientClosed, ""},
+	kindTooLarge:       {http.StatusRequestEntityTooLarge, bodyTooLarge},
 	kindOther:          {http.StatusBadGateway, bodyDown},
 }
 
 const (
-	bodyDown    = "502 Bad Gateway: the application server is not responding.\n"
-	bodyTimeout = "504 Gateway Timeout: the application server did not respond in time.\n"
+	bodyDown         = "502 Bad Gateway: the application server is not responding.\n"
+	bodyTLS          = "502 Bad Gateway: the application server's certificate could not be verified.\n"
+	bodyTimeout      = "504 Gateway Timeout: the application server did not respond in time.\n"
+	bodyTooLarge     = "413 Request Entity Too Large: the request body is larger than this site accepts.\n"
+	bodyMisdirected  = "421 Misdirected Request: this connection was set up for another site name; reconnect.\n"
+	bodyCertRequired = "403 Forbidden: a client certificate is required.\n"
 )
 
 // classify maps an error from the upstream round trip to its kind.
 func classify(err error) errorKind {
 	var (
+		tooBig  *http.MaxBytesError
+		upVer   *tlsmgr.VerifyError
 		dnsErr  *net.DNSError
 		netErr  net.Error
 		verErr  *tls.CertificateVerificationError
@@ -66,6 +75,8 @@ func classify(err error) errorKind {
 		invErr  x509.CertificateInvalidError
 	)
 	switch {
+	case errors.As(err, &tooBig):
+		return kindTooLarge
 	case errors.Is(err, context.Canceled):
 		return kindClientCanceled
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, os.ErrDeadlineExceeded):
@@ -81,7 +92,7 @@ func classify(err error) errorKind {
 		return kindUnreachable
 	case errors.As(err, &netErr) && netErr.Timeout():
 		return kindTimeout
-	case errors.As(err, &verErr), errors.As(err, &recErr), errors.As(err, &alert),
+	case errors.As(err, &upVer), errors.As(err, &verErr), errors.As(err, &recErr), errors.As(err, &alert),
 		errors.As(err, &unkAuth), errors.As(err, &hostErr), errors.As(err, &invErr):
 		return kindTLS
 	case isReset(err), errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
@@ -91,8 +102,8 @@ func classify(err error) errorKind {
 	}
 }
 
-// isDialError reports whether err happened while connecting, so that nothing
-// reached the upstream and it may be skipped for a while.
+// isDialError reports whether err happened while connecting, so that no byte
+// of the request reached the upstream and another one may be tried.
 func isDialError(err error) bool {
 	var op *net.OpError
 	if errors.As(err, &op) && op.Op == "dial" {
@@ -114,20 +125,20 @@ func safeError(err error) string {
 
 // errorHandler answers requests whose upstream round trip failed.
 type errorHandler struct {
-	log     *zap.Logger
-	backoff time.Duration
+	log *zap.Logger
 }
 
 // serve is the ErrorHandler of every site's ReverseProxy: short page for the
 // client, one log line for the operator naming the site, the upstream, the
-// error kind and the client.
+// error kind and the client. Passive health has already counted the failure
+// (roundtrip.go).
 func (eh *errorHandler) serve(w http.ResponseWriter, r *http.Request, err error) {
 	kind := classify(err)
 	info := kindInfo[kind]
 	rs := stateFrom(r.Context())
 
 	level := zap.ErrorLevel
-	if kind == kindClientCanceled {
+	if kind == kindClientCanceled || kind == kindTooLarge {
 		level = zap.DebugLevel
 	}
 	if ce := eh.log.Check(level, "upstream request failed"); ce != nil {
@@ -148,30 +159,28 @@ func (eh *errorHandler) serve(w http.ResponseWriter, r *http.Request, err error)
 		ce.Write(fields...)
 	}
 
-	if rs != nil && rs.upstream != nil && eh.backoff > 0 && len(rs.site.upstreams) > 1 && isDialError(err) {
-		now := time.Now()
-		if prev := rs.upstream.downUntil.Swap(now.Add(eh.backoff).UnixNano()); prev <= now.UnixNano() {
-			eh.log.Warn("upstream skipped after failed connection",
-				zap.String("site", rs.site.name),
-				zap.String("upstream", rs.upstream.raw),
-				zap.Duration("backoff", eh.backoff))
-		}
-	}
-
 	if kind == kindClientCanceled {
 		w.WriteHeader(info.status)
 		return
 	}
+	var s *site
+	if rs != nil {
+		s = rs.site
+	}
+	writeError(w, s, info.status, info.body)
+}
+
+// writeError answers with a short plain-text page. Whatever the application
+// or a 1xx response left in the header map does not describe it.
+func writeError(w http.ResponseWriter, s *site, status int, body string) {
 	h := w.Header()
-	// Whatever the application or a 1xx response left here does not
-	// describe this page.
 	clear(h)
-	if rs != nil && rs.site.hsts != "" {
-		h.Set(headerHSTS, rs.site.hsts)
+	if s != nil && s.hsts != "" {
+		h.Set(headerHSTS, s.hsts)
 	}
 	h.Set("Content-Type", "text/plain; charset=utf-8")
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("Cache-Control", "no-store")
-	w.WriteHeader(info.status)
-	_, _ = io.WriteString(w, info.body)
+	w.WriteHeader(status)
+	_, _ = io.WriteString(w, body)
 }

@@ -59,7 +59,7 @@ func TestClassify(t *testing.T) {
 }
 
 func TestKindInfoIsComplete(t *testing.T) {
-	for _, k := range []errorKind{kindTimeout, kindRefused, kindUnreachable, kindDNS, kindTLS, kindClosed, kindClientCanceled, kindOther} {
+	for _, k := range []errorKind{kindTimeout, kindRefused, kindUnreachable, kindDNS, kindTLS, kindClosed, kindClientCanceled, kindTooLarge, kindOther} {
 		if kindInfo[k].status == 0 {
 			t.Errorf("kind %s has no status", k)
 		}
@@ -75,7 +75,7 @@ func TestSafeErrorDropsTheURL(t *testing.T) {
 
 func TestErrorHandlerWithoutState(t *testing.T) {
 	core, logs := observer.New(zapcore.DebugLevel)
-	eh := &errorHandler{log: zap.New(core), backoff: DefaultUpstreamBackoff}
+	eh := &errorHandler{log: zap.New(core)}
 	w := httptest.NewRecorder()
 	eh.serve(w, httptest.NewRequest(http.MethodGet, "/", nil), errors.New("ReverseProxy must have exactly one of Director or Rewrite set"))
 	if w.Code != http.StatusBadGateway {

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"crypto/tls"
 	"net/http"
 	"sync"
 	"time"
@@ -11,7 +12,8 @@ import (
 )
 
 // front is the HTTPS handler: it counts the request for the drain, selects
-// the site and upstream, logs the request at debug level and proxies it.
+// the site, enforces client certificates and the body limit, chooses the
+// upstream, logs the request at debug level and proxies it.
 type front struct {
 	sites    *siteTable
 	inflight *tracker
@@ -23,8 +25,29 @@ func (f *front) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer f.inflight.done()
 
 	s := f.sites.match(r.Host)
-	rs := &requestState{site: s, upstream: s.pick()}
+	if s.clientAuth != tls.NoClientCert && !f.clientAuthOK(w, r, s) {
+		return
+	}
+	if s.maxBody > 0 {
+		if r.ContentLength > s.maxBody {
+			// Answered before reading the body; net/http then closes the
+			// connection rather than read what the client still sends.
+			writeError(w, s, http.StatusRequestEntityTooLarge, bodyTooLarge)
+			return
+		}
+		if r.Body != nil && r.Body != http.NoBody {
+			// A chunked body that grows too big fails the upstream request
+			// with *http.MaxBytesError, answered 413 by the error handler.
+			r.Body = http.MaxBytesReader(w, r.Body, s.maxBody)
+		}
+	}
+	cc := connFrom(r.Context())
+	rs := &requestState{site: s, conn: cc, h2: r.ProtoMajor == 2}
+	rs.upstream, rs.sticky = s.choose(r, cc)
+	rs.upstream.inflight.Add(1)
+	defer func() { rs.upstream.inflight.Add(-1) }()
 	r = r.WithContext(withState(r.Context(), rs))
+	rs.in = r
 
 	if !f.log.Core().Enabled(zapcore.DebugLevel) {
 		s.proxy.ServeHTTP(w, r)
@@ -45,7 +68,8 @@ func (f *front) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			zap.Duration("duration", time.Since(start)),
 			zap.String("remote", r.RemoteAddr),
 			zap.String("site", s.name),
-			zap.String("upstream", rs.upstream.raw))
+			zap.String("upstream", rs.upstream.raw),
+			zap.Bool("pinned", rs.pinned))
 	}()
 	s.proxy.ServeHTTP(rec, r)
 }

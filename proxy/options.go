@@ -27,9 +27,10 @@ const (
 	// executionTimeout (110 s) so that a page IIS would still finish is never
 	// cut; a streaming response only needs a byte now and then.
 	DefaultUpstreamIdleTimeout = 5 * time.Minute
-	// DefaultUpstreamBackoff is how long an upstream that could not be
-	// connected to is skipped while a site has other upstreams.
-	DefaultUpstreamBackoff = 10 * time.Second
+	// DefaultWriteIdleTimeout cuts a client connection on which a write
+	// (a response, a WebSocket message) has made no progress for this long:
+	// a client that stopped reading. A slow reader is never cut.
+	DefaultWriteIdleTimeout = 5 * time.Minute
 
 	// Upstream connection pool sizing (not configurable).
 	maxIdleConnsPerHost   = 64
@@ -55,9 +56,10 @@ type options struct {
 	maxHeaderBytes      int
 	dialTimeout         time.Duration
 	upstreamIdleTimeout time.Duration
-	upstreamBackoff     time.Duration
+	writeIdleTimeout    time.Duration
 	upstreamTLS         *tls.Config
 	redirectPort        int
+	stickyKeyFile       string
 }
 
 func defaultOptions() options {
@@ -68,7 +70,7 @@ func defaultOptions() options {
 		maxHeaderBytes:      DefaultMaxHeaderBytes,
 		dialTimeout:         DefaultDialTimeout,
 		upstreamIdleTimeout: DefaultUpstreamIdleTimeout,
-		upstreamBackoff:     DefaultUpstreamBackoff,
+		writeIdleTimeout:    DefaultWriteIdleTimeout,
 	}
 }
 
@@ -126,20 +128,28 @@ func WithUpstreamIdleTimeout(d time.Duration) Option {
 	return func(o *options) { o.upstreamIdleTimeout = max(d, 0) }
 }
 
-// WithUpstreamBackoff sets how long an upstream that could not be connected
-// to (refused, unreachable, dial timeout) is skipped by round-robin, while the
-// site has other upstreams that are not skipped. The request that found it
-// down still gets a 502 or 504: requests are not retried, because their body
-// may already be gone. Zero or negative disables skipping. Default
-// DefaultUpstreamBackoff.
-func WithUpstreamBackoff(d time.Duration) Option {
-	return func(o *options) { o.upstreamBackoff = max(d, 0) }
+// WithWriteIdleTimeout cuts a client connection when a write to it makes
+// no progress for d (the client stopped reading). Zero or negative disables
+// it. Default DefaultWriteIdleTimeout.
+func WithWriteIdleTimeout(d time.Duration) Option {
+	return func(o *options) { o.writeIdleTimeout = max(d, 0) }
 }
 
-// WithUpstreamTLSConfig is the client TLS configuration for https://
-// upstreams (roots, server name, pinning through VerifyConnection). It is
-// cloned. Nil (the default) verifies against the system roots and the
-// upstream URL's host name.
+// WithStickyKeyFile names the file holding the key of sticky-session
+// cookies (created, mode 0600, when missing), so that cookies stay valid
+// across restarts and between gateways that share it. Only read when a site
+// sets sticky.cookie. Empty (the default) uses a random key per process:
+// after a restart each client is balanced afresh once.
+func WithStickyKeyFile(path string) Option {
+	return func(o *options) { o.stickyKeyFile = path }
+}
+
+// WithUpstreamTLSConfig is the client TLS configuration for the https://
+// upstreams of sites that set no upstream_tls key (roots, server name,
+// pinning through VerifyConnection). It is cloned. Nil (the default) builds
+// one with tlsmgr.ClientTLSConfig from each site's upstream_tls, which
+// without keys verifies against the system roots and the upstream URL's host
+// name.
 func WithUpstreamTLSConfig(c *tls.Config) Option {
 	return func(o *options) {
 		if c != nil {

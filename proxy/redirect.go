@@ -66,8 +66,9 @@ func validHost(h string) bool {
 	if h == "" || len(h) > 253 {
 		return false
 	}
-	if a, err := netip.ParseAddr(h); err == nil {
-		return a.Zone() == "" // a zone is meaningless to the client
+	if strings.IndexByte(h, ':') >= 0 { // IPv6; IPv4 passes the loop below
+		a, err := netip.ParseAddr(h)
+		return err == nil && a.Zone() == "" // a zone is meaningless to the client
 	}
 	if h[0] == '.' || h[0] == '-' {
 		return false

@@ -11,10 +11,17 @@ import (
 const headerHSTS = "Strict-Transport-Security"
 
 // requestState travels in a request's context from the front handler to the
-// Rewrite, ModifyResponse and ErrorHandler hooks of the site's proxy.
+// Rewrite, RoundTrip, ModifyResponse and ErrorHandler hooks of the site's
+// proxy, all of which run on the handler's goroutine.
 type requestState struct {
 	site     *site
-	upstream *upstream
+	upstream *upstream     // chosen by the front handler; RoundTrip may move it
+	in       *http.Request // the client's request
+	conn     *clientConn   // nil outside a Server (tests of parts)
+	h2       bool          // the client speaks HTTP/2
+	sticky   string        // the sticky cookie's value as received
+	pinned   bool          // sent over the client connection's dedicated upstream connection
+	goAway   bool          // end the client's HTTP/2 connection after this response
 }
 
 type stateKey struct{}
@@ -28,25 +35,24 @@ func stateFrom(ctx context.Context) *requestState {
 	return rs
 }
 
-// newReverseProxy builds the httputil.ReverseProxy of one site.
+// newReverseProxy builds the httputil.ReverseProxy of one site; the site is
+// its Transport (roundtrip.go).
 //
 // FlushInterval stays 0: ReverseProxy already flushes every write of a
 // text/event-stream response and of any response without a Content-Length
-// (chunked, e.g. ASP.NET Response.Flush), so streams arrive as they are
-// produced, while ordinary responses are buffered. Upgrade requests
-// (WebSocket) are passed through by ReverseProxy itself.
-func newReverseProxy(s *site, tr http.RoundTripper, pool httputil.BufferPool, errorLog *log.Logger, onError func(http.ResponseWriter, *http.Request, error)) *httputil.ReverseProxy {
-	p := &httputil.ReverseProxy{
-		Rewrite:      s.rewrite,
-		Transport:    tr,
-		BufferPool:   pool,
-		ErrorLog:     errorLog,
-		ErrorHandler: onError,
+// (chunked, e.g. ASP.NET Response.Flush, SignalR long polling), so streams
+// arrive as they are produced, while ordinary responses are buffered. Upgrade
+// requests (WebSocket) are passed through by ReverseProxy itself. Bodies are
+// copied in 32 KiB buffers both ways, never held whole.
+func newReverseProxy(s *site, pool httputil.BufferPool, errorLog *log.Logger, onError func(http.ResponseWriter, *http.Request, error)) *httputil.ReverseProxy {
+	return &httputil.ReverseProxy{
+		Rewrite:        s.rewrite,
+		Transport:      s,
+		BufferPool:     pool,
+		ErrorLog:       errorLog,
+		ErrorHandler:   onError,
+		ModifyResponse: s.modifyResponse,
 	}
-	if s.hsts != "" {
-		p.ModifyResponse = s.modifyResponse
-	}
-	return p
 }
 
 // rewrite points the outbound request at the upstream chosen by the front
@@ -69,10 +75,21 @@ func (s *site) rewrite(pr *httputil.ProxyRequest) {
 		// application need the name the browser used.
 		pr.Out.Host = pr.In.Host
 	}
-	stripSpoofable(pr.Out.Header)
-	onlyWebSocketUpgrades(pr.Out.Header)
+	h := pr.Out.Header
+	stripSpoofable(h)
+	if !s.windowsAuth {
+		stripConnAuth(h)
+	}
+	if s.sticky != "" {
+		removeCookie(h, s.sticky)
+	}
+	onlyWebSocketUpgrades(h)
 	pr.SetXForwarded()
-	pr.Out.Header.Set("X-Forwarded-Proto", "https") // only TLS reaches this handler
+	h.Set("X-Forwarded-Proto", "https") // only TLS reaches this handler
+	for k, v := range s.requestHeaders {
+		h[k] = v[:1:1] // shared and read-only: an append must copy
+	}
+	s.setClientCert(pr.Out, pr.In)
 }
 
 // stripSpoofable removes request headers through which a client could
@@ -81,10 +98,13 @@ func (s *site) rewrite(pr *httputil.ProxyRequest) {
 //   - X-Real-IP and X-Client-IP, read as "the client address" by many apps;
 //   - X-Original-URL and X-Rewrite-URL, which IIS URL Rewrite sets on
 //     rewritten requests and some ASP.NET code trusts as the real path, a
-//     known way around path-based authorisation rules.
+//     known way around path-based authorisation rules;
+//   - every X-ARR-* (X-ARR-ClientCert, X-ARR-SSL, ...): the gateway stands
+//     where Application Request Routing would, and applications trust those
+//     as ARR's word about the client certificate and TLS.
 func stripSpoofable(h http.Header) {
 	for k := range h {
-		if len(k) >= len("X-Forwarded-") && strings.EqualFold(k[:len("X-Forwarded-")], "X-Forwarded-") {
+		if hasPrefixFold(k, "X-Forwarded-") || hasPrefixFold(k, "X-Arr-") {
 			delete(h, k)
 		}
 	}
@@ -104,12 +124,32 @@ func onlyWebSocketUpgrades(h http.Header) {
 	}
 }
 
-// modifyResponse sets HSTS on responses from the upstream. The configured
-// value replaces any the application sends: the gateway owns TLS. It is set
+// modifyResponse adjusts the upstream's response headers: HSTS, the
+// zero-code fixes of headers.go, the sticky cookie, and the GOAWAY that
+// moves an HTTP/2 client doing Windows authentication to HTTP/1.1. It runs
 // here rather than before proxying because ReverseProxy clears the
 // ResponseWriter's header map after relaying each 1xx response (103 Early
-// Hints), which would drop a header set earlier.
+// Hints), which would drop a header set earlier. The configured HSTS value
+// replaces any the application sends: the gateway owns TLS.
 func (s *site) modifyResponse(res *http.Response) error {
-	res.Header.Set(headerHSTS, s.hsts)
+	if s.hsts != "" {
+		res.Header.Set(headerHSTS, s.hsts)
+	}
+	rs := stateFrom(res.Request.Context())
+	if rs == nil {
+		return nil
+	}
+	s.rewriter.rewrite(res.Header, rs.in.Host)
+	if s.sticky != "" && rs.sticky != rs.upstream.id {
+		res.Header.Add("Set-Cookie", s.stickyCookie(rs.upstream))
+	}
+	if rs.goAway {
+		// net/http's HTTP/2 server turns this into a graceful GOAWAY.
+		res.Header.Set("Connection", "close")
+	}
 	return nil
+}
+
+func hasPrefixFold(s, prefix string) bool {
+	return len(s) >= len(prefix) && strings.EqualFold(s[:len(prefix)], prefix)
 }

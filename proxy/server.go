@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"log"
 	"net"
 	"net/http"
 	"sync"
@@ -23,14 +24,13 @@ var ErrDisabled = errors.New("proxy: http.listen is empty, the HTTPS front is di
 // bind with Listen (optional), run with Serve. Its methods are safe for
 // concurrent use; Serve may be called once.
 type Server struct {
-	cfg       configs.HTTP
-	opts      options
-	log       *zap.Logger
-	sites     []*site
-	transport *http.Transport
-	inflight  *tracker
-	https     *http.Server
-	redirect  *http.Server // nil when http.redirect_listen is ""
+	cfg      configs.HTTP
+	opts     options
+	log      *zap.Logger
+	sites    []*site
+	inflight *tracker
+	https    *http.Server
+	redirect *http.Server // nil when http.redirect_listen is ""
 
 	// baseCtx is the parent of every request context; cancelling it at the
 	// end of the drain aborts upstream requests and upgraded connections,
@@ -50,10 +50,15 @@ type Server struct {
 // It does not repeat the checks of configs.Validate; it only refuses what
 // would make the proxy misbehave (no site, an unparsable upstream URL).
 //
-// tlsConfig is the server configuration from tlsmgr; it is cloned, so its
-// GetCertificate or GetConfigForClient callbacks are what carries later
-// certificate changes. Its NextProtos (h2, http/1.1, acme-tls/1) are kept;
-// net/http only adds h2 and http/1.1 if they are missing. A nil logger
+// tlsConfig is the server configuration from tlsmgr; it is cloned, never
+// modified, so its GetCertificate or GetConfigForClient callbacks are what
+// carries later certificate changes. Its NextProtos (h2, http/1.1,
+// acme-tls/1) are kept; net/http only adds h2 and http/1.1 if they are
+// missing. When a site asks for client certificates or uses Windows
+// authentication, the clone gets a GetConfigForClient that applies that
+// site's settings by SNI (clientauth.go). Client TLS toward https://
+// upstreams is built here from each site's upstream_tls with
+// tlsmgr.ClientTLSConfig (or taken from WithUpstreamTLSConfig). A nil logger
 // discards logs.
 func New(cfg configs.HTTP, tlsConfig *tls.Config, logger *zap.Logger, opts ...Option) (*Server, error) {
 	if cfg.Listen == "" {
@@ -81,33 +86,25 @@ func New(cfg configs.HTTP, tlsConfig *tls.Config, logger *zap.Logger, opts ...Op
 	stdLog := newStdLog(log)
 
 	s := &Server{
-		cfg:       cfg,
-		opts:      o,
-		log:       log,
-		transport: newTransport(&o),
-		inflight:  newTracker(),
+		cfg:      cfg,
+		opts:     o,
+		log:      log,
+		inflight: newTracker(),
+	}
+	if err := s.buildSites(logger, stdLog); err != nil {
+		return nil, err
 	}
 	s.baseCtx, s.cancel = context.WithCancel(context.Background())
-
-	pool := &bufferPool{}
-	eh := &errorHandler{log: log, backoff: o.upstreamBackoff}
-	for i, sc := range cfg.Sites {
-		st, err := newSite(i, sc)
-		if err != nil {
-			s.cancel()
-			return nil, err
-		}
-		st.proxy = newReverseProxy(st, s.transport, pool, stdLog, eh.serve)
-		s.sites = append(s.sites, st)
-	}
+	table := newSiteTable(s.sites)
 
 	var protos http.Protocols
 	protos.SetHTTP1(true)
 	protos.SetHTTP2(true)
 	s.https = &http.Server{
-		Handler:   &front{sites: newSiteTable(s.sites), inflight: s.inflight, log: log},
-		TLSConfig: tlsConfig.Clone(),
-		Protocols: &protos,
+		Handler:     &front{sites: table, inflight: s.inflight, log: log},
+		TLSConfig:   listenerTLS(tlsConfig, s.sites, table),
+		ConnContext: withConn,
+		Protocols:   &protos,
 		// ReadHeaderTimeout also bounds the TLS handshake. No ReadTimeout
 		// or WriteTimeout: they would cut long uploads and downloads.
 		ReadHeaderTimeout: o.readHeaderTimeout,
@@ -129,6 +126,46 @@ func New(cfg configs.HTTP, tlsConfig *tls.Config, logger *zap.Logger, opts ...Op
 		}
 	}
 	return s, nil
+}
+
+// buildSites makes the sites from the configuration: upstream transports
+// and TLS, client certificate roots, sticky ids and reverse proxies.
+func (s *Server) buildSites(logger *zap.Logger, stdLog *log.Logger) error {
+	var stickyKey []byte
+	for _, sc := range s.cfg.Sites {
+		if sc.Sticky.Cookie != "" {
+			key, err := loadStickyKey(s.opts.stickyKeyFile)
+			if err != nil {
+				return fmt.Errorf("sticky sessions: %w", err)
+			}
+			stickyKey = key
+			break
+		}
+	}
+	pool := &bufferPool{}
+	eh := &errorHandler{log: s.log}
+	for i, sc := range s.cfg.Sites {
+		st, err := newSite(i, sc)
+		if err != nil {
+			return err
+		}
+		st.log = s.log
+		key := fmt.Sprintf("http.sites[%d]", i)
+		if err := st.setClientAuth(sc.ClientAuth, key); err != nil {
+			return err
+		}
+		if err := st.buildPools(&s.opts, logger); err != nil {
+			return err
+		}
+		for _, u := range st.upstreams {
+			if stickyKey != nil {
+				u.id = stickyID(stickyKey, st.name, u.raw)
+			}
+		}
+		st.proxy = newReverseProxy(st, pool, stdLog, eh.serve)
+		s.sites = append(s.sites, st)
+	}
+	return nil
 }
 
 // Listen binds http.listen and, unless it is empty, http.redirect_listen,
@@ -213,9 +250,20 @@ func (s *Server) Serve(ctx context.Context) error {
 		}
 	}
 
+	var checks sync.WaitGroup
+	checkCtx, stopChecks := context.WithCancel(s.baseCtx)
+	defer func() {
+		stopChecks()
+		checks.Wait()
+	}()
+	for _, st := range s.sites {
+		st.runHealthChecks(checkCtx, &checks)
+	}
+
 	errc := make(chan error, 2)
 	jobs := 1
-	go func() { errc <- serveResult("https", s.httpsLn, s.https.ServeTLS(s.httpsLn, "", "")) }()
+	ln := &connListener{Listener: s.httpsLn, writeIdle: s.opts.writeIdleTimeout}
+	go func() { errc <- serveResult("https", s.httpsLn, s.https.ServeTLS(ln, "", "")) }()
 	if s.redirectLn != nil {
 		jobs++
 		go func() { errc <- serveResult("redirect", s.redirectLn, s.redirect.Serve(s.redirectLn)) }()
@@ -293,5 +341,7 @@ func (s *Server) shutdown() {
 		s.log.Info("shut down", zap.Duration("duration", time.Since(start)))
 	}
 	s.cancel()
-	s.transport.CloseIdleConnections()
+	for _, st := range s.sites {
+		st.closeIdle()
+	}
 }

@@ -1,19 +1,27 @@
 package proxy
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
+	"net/http"
 	"net/http/httputil"
 	"net/netip"
+	"net/textproto"
 	"net/url"
 	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
 
+	"go.uber.org/zap"
+
 	"github.com/gateway-project/gateway/configs"
 )
 
-// site is one configs.Site, ready to serve.
+// site is one configs.Site, ready to serve. newSite fills in what comes
+// from the configuration alone; Server.New adds transports, TLS and the
+// reverse proxy.
 type site struct {
 	name         string // the first configured host, for logs
 	hosts        []string
@@ -22,13 +30,51 @@ type site struct {
 	hsts         string        // Strict-Transport-Security value; "" disables
 	preserveHost bool
 	proxy        *httputil.ReverseProxy
+	log          *zap.Logger
+
+	// windowsAuth pins client connections that start NTLM or Negotiate
+	// to a dedicated upstream connection (winauth.go). h1Only is set the
+	// first time such authentication meets an HTTP/2 request: from then on
+	// only HTTP/1.1 is offered for the site's names.
+	windowsAuth bool
+	h1Only      atomic.Bool
+
+	rewriter       responseRewriter
+	requestHeaders http.Header // canonical names; set on every upstream request
+	maxBody        int64       // 0: no limit
+
+	leastConn bool
+	sticky    string // cookie name; "" disables
+	health    configs.HealthCheck
+	passive   configs.PassiveHealth
+	checkHost string // Host of active health checks; "" sends the upstream's
+
+	upstreamTLS configs.SiteUpstreamTLS
+	clientAuth  tls.ClientAuthType // tls.NoClientCert unless client_auth is set
+	clientCAs   *x509.CertPool
+	// tlsH2 and tlsH1 are the server TLS configurations handed out by
+	// GetConfigForClient for the site's names: with client authentication
+	// if configured, and (tlsH1) without h2 in ALPN. Nil when not needed.
+	tlsH2, tlsH1 *tls.Config
 }
 
 // upstream is one server of a site.
 type upstream struct {
-	raw       string // as configured: safe to log, has no query or user info
-	url       *url.URL
-	downUntil atomic.Int64 // unix nanoseconds; skipped by pick until then
+	raw string // as configured: safe to log, has no query or user info
+	url *url.URL
+	// id names the upstream in sticky cookies: an HMAC of raw, so that the
+	// cookie does not reveal the internal address.
+	id string
+
+	// Health: the upstream is skipped by pick while activeDown is set or
+	// until downUntil (unix nanoseconds); fails counts passive failures in
+	// a row.
+	downUntil  atomic.Int64
+	fails      atomic.Int32
+	activeDown atomic.Bool
+	inflight   atomic.Int64 // requests in progress, for least_conn
+
+	pool *upstreamPool // transports; nil until Server.New builds them
 }
 
 // siteTable selects the site for a request's Host.
@@ -48,9 +94,26 @@ func newSite(i int, cfg configs.Site) (*site, error) {
 	if len(cfg.Upstreams) == 0 {
 		return nil, fmt.Errorf("%s.upstreams: no upstream", key)
 	}
-	s := &site{name: cfg.Hosts[0], hosts: cfg.Hosts, preserveHost: cfg.PreserveHost}
+	s := &site{
+		name:         cfg.Hosts[0],
+		hosts:        cfg.Hosts,
+		preserveHost: cfg.PreserveHost,
+		log:          zap.NewNop(),
+		windowsAuth:  cfg.WindowsAuth,
+		maxBody:      cfg.MaxRequestBody,
+		leastConn:    cfg.LoadBalancing == configs.LoadBalancingLeastConn,
+		sticky:       cfg.Sticky.Cookie,
+		health:       cfg.HealthCheck,
+		passive:      cfg.PassiveHealth,
+		upstreamTLS:  cfg.UpstreamTLS,
+	}
 	if cfg.HSTSMaxAge > 0 {
 		s.hsts = "max-age=" + strconv.FormatInt(int64(cfg.HSTSMaxAge/time.Second), 10)
+	}
+	switch cfg.LoadBalancing {
+	case "", configs.LoadBalancingRoundRobin, configs.LoadBalancingLeastConn:
+	default:
+		return nil, fmt.Errorf("%s.load_balancing: unknown policy %q", key, cfg.LoadBalancing)
 	}
 	for j, raw := range cfg.Upstreams {
 		u, err := url.Parse(raw)
@@ -62,7 +125,31 @@ func newSite(i int, cfg configs.Site) (*site, error) {
 		}
 		s.upstreams = append(s.upstreams, &upstream{raw: raw, url: u})
 	}
+	if len(cfg.RequestHeaders) > 0 {
+		s.requestHeaders = make(http.Header, len(cfg.RequestHeaders))
+		for k, v := range cfg.RequestHeaders {
+			s.requestHeaders[textproto.CanonicalMIMEHeaderKey(k)] = []string{v}
+		}
+	}
+	if s.health.Path != "" && s.preserveHost {
+		s.checkHost = firstPlainHost(s.hosts)
+	}
+	rw, err := newResponseRewriter(cfg, s.upstreams)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", key, err)
+	}
+	s.rewriter = rw
 	return s, nil
+}
+
+// firstPlainHost is the first host that is not a wildcard, or "".
+func firstPlainHost(hosts []string) string {
+	for _, h := range hosts {
+		if !strings.HasPrefix(h, "*.") {
+			return strings.TrimSuffix(h, ".")
+		}
+	}
+	return ""
 }
 
 // newSiteTable indexes sites by host. The first site is the default. When two
@@ -103,29 +190,6 @@ func (t *siteTable) match(hostport string) *site {
 		}
 	}
 	return t.def
-}
-
-// pick returns the next upstream in turn, skipping those in back-off unless
-// every one is.
-func (s *site) pick() *upstream {
-	n := uint64(len(s.upstreams))
-	start := s.next.Add(1) - 1
-	if n == 1 {
-		return s.upstreams[0]
-	}
-	now := time.Now().UnixNano()
-	for i := range n {
-		u := s.upstreams[(start+i)%n]
-		if u.downUntil.Load() <= now {
-			if i > 0 {
-				// Move the cursor past the skipped ones, so that the
-				// next upstream does not get their share too.
-				s.next.Add(i)
-			}
-			return u
-		}
-	}
-	return s.upstreams[start%n]
 }
 
 // hostOnly strips the port from a Host header value: "a.example.com:8443",

@@ -2,29 +2,40 @@ package proxy
 
 import (
 	"context"
+	"crypto/tls"
 	"net"
 	"net/http"
 	"sync"
 	"time"
 )
 
-// newTransport is the pooled HTTP/1.1 client shared by every site.
+// newTransport is an HTTP/1.1 client toward one upstream.
 //
-// IIS gets HTTP/1.1 only: HTTP/2 to the upstream would gain little on a LAN
-// and older IIS versions do not speak it in clear text. There is no overall
-// response timeout, only the idle one of idleConn, so long downloads, uploads
-// and event streams are never cut while they move.
-func newTransport(o *options) *http.Transport {
+// IIS gets HTTP/1.1 only: HTTP/2 to the upstream would gain little on a LAN,
+// older IIS versions do not speak it in clear text, and NTLM cannot work over
+// it. There is no overall response timeout, only the idle one of idleConn, so
+// long downloads, uploads and event streams are never cut while they move.
+//
+// onDial, when not nil, sees every new connection before it is used and may
+// refuse it (the connection is then closed and the dial fails).
+func newTransport(o *options, tlsCfg *tls.Config, onDial func(net.Conn) error) *http.Transport {
 	d := &net.Dialer{Timeout: o.dialTimeout, KeepAlive: 30 * time.Second}
-	dial := d.DialContext
-	if idle := o.upstreamIdleTimeout; idle > 0 {
-		dial = func(ctx context.Context, network, addr string) (net.Conn, error) {
-			c, err := d.DialContext(ctx, network, addr)
-			if err != nil {
+	idle := o.upstreamIdleTimeout
+	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := d.DialContext(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		if idle > 0 {
+			c = &idleConn{Conn: c, timeout: idle}
+		}
+		if onDial != nil {
+			if err := onDial(c); err != nil {
+				_ = c.Close()
 				return nil, err
 			}
-			return &idleConn{Conn: c, timeout: idle}, nil
 		}
+		return c, nil
 	}
 	var protos http.Protocols
 	protos.SetHTTP1(true)
@@ -33,7 +44,7 @@ func newTransport(o *options) *http.Transport {
 		// environment: the upstream is on the local network by design.
 		Proxy:               nil,
 		DialContext:         dial,
-		TLSClientConfig:     o.upstreamTLS,
+		TLSClientConfig:     tlsCfg,
 		TLSHandshakeTimeout: o.dialTimeout,
 		ForceAttemptHTTP2:   false,
 		Protocols:           &protos,
@@ -45,6 +56,90 @@ func newTransport(o *options) *http.Transport {
 		// Pass Accept-Encoding and compressed bodies through untouched
 		// instead of letting the Transport ask for gzip and decode it.
 		DisableCompression: true,
+	}
+}
+
+// upstreamPool holds the transports toward one upstream: the shared pool,
+// a no-keep-alive one for connection-bound credentials that must not enter
+// the pool, and (with upstream_tls.sni_from_host) one shared pool per TLS
+// server name, so that a connection verified for one name never carries a
+// request for another.
+type upstreamPool struct {
+	opts    *options
+	shared  *http.Transport
+	oneShot *http.Transport
+	// tlsFor builds the client TLS configuration for a server name; nil
+	// for http:// upstreams and when the name does not depend on the
+	// request.
+	tlsFor func(serverName string) (*tls.Config, error)
+
+	mu     sync.Mutex
+	byName map[string]*http.Transport
+}
+
+// maxSNITransports bounds the per-name pools of an sni_from_host upstream;
+// further names (a wildcard site's long tail) get connections that are not
+// kept alive.
+const maxSNITransports = 64
+
+func newUpstreamPool(o *options, baseTLS *tls.Config, tlsFor func(string) (*tls.Config, error)) *upstreamPool {
+	p := &upstreamPool{opts: o, tlsFor: tlsFor, shared: newTransport(o, baseTLS, nil)}
+	p.oneShot = newTransport(o, baseTLS, nil)
+	p.oneShot.DisableKeepAlives = true
+	return p
+}
+
+// transport returns the pooled transport for a request whose client asked
+// for host (a host name without port; "" when unknown).
+func (p *upstreamPool) transport(host string) (*http.Transport, error) {
+	if p.tlsFor == nil || host == "" {
+		return p.shared, nil
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if tr, ok := p.byName[host]; ok {
+		return tr, nil
+	}
+	cfg, err := p.tlsFor(host)
+	if err != nil {
+		return nil, err
+	}
+	tr := newTransport(p.opts, cfg, nil)
+	if len(p.byName) >= maxSNITransports {
+		tr.DisableKeepAlives = true
+		return tr, nil
+	}
+	if p.byName == nil {
+		p.byName = map[string]*http.Transport{}
+	}
+	p.byName[host] = tr
+	return tr, nil
+}
+
+// dedicated returns a transport that holds at most one connection, for
+// one client connection alone (see pin). onDial records that connection.
+func (p *upstreamPool) dedicated(host string, onDial func(net.Conn) error) (*http.Transport, error) {
+	cfg := p.shared.TLSClientConfig
+	if p.tlsFor != nil && host != "" {
+		var err error
+		if cfg, err = p.tlsFor(host); err != nil {
+			return nil, err
+		}
+	}
+	tr := newTransport(p.opts, cfg, onDial)
+	tr.MaxConnsPerHost = 1
+	tr.MaxIdleConnsPerHost = 1
+	// The connection lives as long as the client's; clientConn.Close ends it.
+	tr.IdleConnTimeout = 0
+	return tr, nil
+}
+
+func (p *upstreamPool) closeIdle() {
+	p.shared.CloseIdleConnections()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, tr := range p.byName {
+		tr.CloseIdleConnections()
 	}
 }
 

@@ -63,6 +63,50 @@ type gwSite struct {
 	Upstreams    []string `json:"upstreams"`
 	HSTSMaxAge   string   `json:"hsts_max_age,omitempty"`
 	PreserveHost *bool    `json:"preserve_host,omitempty"`
+
+	WindowsAuth             *bool             `json:"windows_auth,omitempty"`
+	InternalNames           []string          `json:"internal_names,omitempty"`
+	RewriteLocation         *bool             `json:"rewrite_location,omitempty"`
+	CookieSecure            *bool             `json:"cookie_secure,omitempty"`
+	CookieHTTPOnly          *bool             `json:"cookie_http_only,omitempty"`
+	CookieSameSite          string            `json:"cookie_same_site,omitempty"`
+	UpgradeInsecureRequests *bool             `json:"upgrade_insecure_requests,omitempty"`
+	RequestHeaders          map[string]string `json:"request_headers,omitempty"`
+	MaxRequestBody          int64             `json:"max_request_body,omitempty"`
+	LoadBalancing           string            `json:"load_balancing,omitempty"`
+	Sticky                  *gwSticky         `json:"sticky,omitempty"`
+	HealthCheck             *gwHealthCheck    `json:"health_check,omitempty"`
+	PassiveHealth           *gwPassiveHealth  `json:"passive_health,omitempty"`
+	UpstreamTLS             *gwUpstreamTLS    `json:"upstream_tls,omitempty"`
+	ClientAuth              *gwClientAuth     `json:"client_auth,omitempty"`
+}
+
+type gwSticky struct {
+	Cookie string `json:"cookie"`
+}
+
+type gwHealthCheck struct {
+	Path         string `json:"path"`
+	Interval     string `json:"interval,omitempty"`
+	Timeout      string `json:"timeout,omitempty"`
+	ExpectStatus int    `json:"expect_status,omitempty"`
+}
+
+type gwPassiveHealth struct {
+	MaxFails    int    `json:"max_fails"`
+	FailTimeout string `json:"fail_timeout,omitempty"`
+}
+
+type gwUpstreamTLS struct {
+	CAFile      string `json:"ca_file,omitempty"`
+	ServerName  string `json:"server_name,omitempty"`
+	PinSHA256   string `json:"pin_sha256,omitempty"`
+	SNIFromHost bool   `json:"sni_from_host,omitempty"`
+}
+
+type gwClientAuth struct {
+	Mode   string `json:"mode"`
+	CAFile string `json:"ca_file,omitempty"`
 }
 
 // newConfig is a configuration serving one site, hosts, from upstream with

@@ -81,6 +81,7 @@ func printPlan(w io.Writer, l *configs.Loaded, sources []tlsmgr.NameSource) {
 				def = " (default site)"
 			}
 			fmt.Fprintf(w, "  site %s%s -> %s\n", strings.Join(s.Hosts, ", "), def, strings.Join(s.Upstreams, ", "))
+			fmt.Fprintf(w, "    %s\n", describeSite(s))
 			for _, h := range s.Hosts {
 				fmt.Fprintf(w, "    certificate %s: %s\n", h, certOf[strings.ToLower(h)])
 			}
@@ -112,4 +113,40 @@ func describeVerification(u configs.SQLUpstream) string {
 	default:
 		return fmt.Sprintf("verifying %s against system roots", t.ServerName)
 	}
+}
+
+// describeSite lists a site's IIS-facing behaviour in one line.
+func describeSite(s configs.Site) string {
+	var on []string
+	add := func(cond bool, what string) {
+		if cond {
+			on = append(on, what)
+		}
+	}
+	add(s.WindowsAuth, "windows_auth")
+	add(s.RewriteLocation, "rewrite_location")
+	add(s.CookieSecure, "cookie_secure")
+	add(s.CookieHTTPOnly, "cookie_http_only")
+	add(s.CookieSameSite != "", "cookie_same_site "+s.CookieSameSite)
+	add(s.UpgradeInsecureRequests, "upgrade_insecure_requests")
+	add(s.MaxRequestBody > 0, fmt.Sprintf("max_request_body %d", s.MaxRequestBody))
+	lb := s.LoadBalancing
+	if lb == "" {
+		lb = configs.LoadBalancingRoundRobin
+	}
+	on = append(on, "load_balancing "+lb)
+	add(s.Sticky.Cookie != "", "sticky cookie "+s.Sticky.Cookie)
+	add(s.HealthCheck.Path != "", fmt.Sprintf("health_check %s every %s", s.HealthCheck.Path, s.HealthCheck.Interval))
+	u := s.UpstreamTLS
+	switch {
+	case u.InsecureSkipVerify:
+		on = append(on, "WARNING: upstream certificates NOT verified")
+	case u.PinSHA256 != "":
+		on = append(on, "upstream_tls pinned")
+	case u.CAFile != "":
+		on = append(on, "upstream_tls verified against "+u.CAFile)
+	}
+	add(u.SNIFromHost, "upstream_tls sni_from_host")
+	add(s.ClientAuth.Mode != "" && s.ClientAuth.Mode != configs.ClientAuthNone, "client_auth "+s.ClientAuth.Mode)
+	return strings.Join(on, ", ")
 }

@@ -2,18 +2,22 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
 
 	"github.com/gateway-project/gateway/configs"
 	"github.com/gateway-project/gateway/proxy"
+	"github.com/gateway-project/gateway/sqltunnel"
 	"github.com/gateway-project/gateway/tlsmgr"
 )
 
@@ -55,6 +59,7 @@ type runningGateway struct {
 	logger *zap.Logger
 	certs  *tlsmgr.Manager
 	https  *proxy.Server
+	sql    []*sqltunnel.Listener
 	cancel context.CancelFunc
 	errs   chan error
 	jobs   int
@@ -74,7 +79,8 @@ func startGateway(ctx context.Context, cfg configs.Config, logger *zap.Logger) (
 		tlsConf := certs.ServerTLSConfig(cfg.DefaultServerName(), "h2", "http/1.1")
 		g.https, err = proxy.New(cfg.HTTP, tlsConf, logger,
 			proxy.WithDrainTimeout(cfg.DrainTimeout),
-			proxy.WithChallengeHandler(certs.HTTPChallengeHandler))
+			proxy.WithChallengeHandler(certs.HTTPChallengeHandler),
+			proxy.WithStickyKeyFile(filepath.Join(cfg.Storage, "sticky.key")))
 		if err == nil {
 			err = g.https.Listen()
 		}
@@ -91,9 +97,21 @@ func startGateway(ctx context.Context, cfg configs.Config, logger *zap.Logger) (
 			return nil, fmt.Errorf("https front: %w", err)
 		}
 	}
+	for _, lc := range cfg.SQL {
+		l, err := newSQLListener(lc, certs, cfg.DrainTimeout, logger)
+		if err != nil {
+			cancel()
+			certs.Close()
+			return nil, err
+		}
+		g.sql = append(g.sql, l)
+	}
 	g.goServe(func() error { return certs.Run(serveCtx) })
 	if g.https != nil {
 		g.goServe(func() error { return g.https.Serve(serveCtx) })
+	}
+	for _, l := range g.sql {
+		g.goServe(func() error { return l.Serve(serveCtx) })
 	}
 	// Listeners serve before certificates are obtained: ACME challenges
 	// arrive on them while Manage waits.
@@ -109,8 +127,29 @@ func startGateway(ctx context.Context, cfg configs.Config, logger *zap.Logger) (
 			fields = append(fields, zap.Stringer("redirect_addr", a))
 		}
 	}
+	for _, l := range g.sql {
+		fields = append(fields, zap.Stringer("sql_addr", l.Addr()))
+	}
 	logger.Info("gateway ready", fields...)
 	return g, nil
+}
+
+// newSQLListener builds and binds one TDS listener presenting the
+// certificate for its hostname.
+func newSQLListener(lc configs.SQLListener, certs *tlsmgr.Manager, drain time.Duration, logger *zap.Logger) (*sqltunnel.Listener, error) {
+	l, err := sqltunnel.New(lc,
+		sqltunnel.WithLogger(logger),
+		sqltunnel.WithDrainTimeout(drain),
+		sqltunnel.WithServerTLS(func(protos ...string) *tls.Config {
+			return certs.ServerTLSConfig(lc.Hostname, protos...)
+		}))
+	if err == nil {
+		err = l.Listen()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("sql listener %s: %w", lc.Name, err)
+	}
+	return l, nil
 }
 
 func (g *runningGateway) goServe(fn func() error) {
