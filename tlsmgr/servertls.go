@@ -46,6 +46,19 @@ var serverCurves = []tls.CurveID{tls.X25519MLKEM768, tls.X25519, tls.CurveP256, 
 // offer, none is added: a server whose only protocol is acme-tls/1 would
 // refuse every client that sends ALPN.)
 func (m *Manager) ServerTLSConfig(defaultName string, nextProtos ...string) *tls.Config {
+	return m.serverTLSConfig(m.certificateFor(normalizeName(defaultName), true), nextProtos)
+}
+
+// NamedServerTLSConfig is ServerTLSConfig for a listener that has one name,
+// such as a SQL listener's hostname: a client that sends no SNI, or an
+// unknown one, gets name's certificate, never the one for the local IP
+// address. Many SQL drivers (FreeTDS among them) send no SNI yet verify the
+// certificate against the host name they were given.
+func (m *Manager) NamedServerTLSConfig(name string, nextProtos ...string) *tls.Config {
+	return m.serverTLSConfig(m.certificateFor(normalizeName(name), false), nextProtos)
+}
+
+func (m *Manager) serverTLSConfig(getCert func(*tls.ClientHelloInfo) (*tls.Certificate, error), nextProtos []string) *tls.Config {
 	protos := slices.Clone(nextProtos)
 	if m.tlsALPNEnabled() && len(protos) > 0 && !slices.Contains(protos, acmeTLS1) {
 		protos = append(protos, acmeTLS1)
@@ -55,7 +68,7 @@ func (m *Manager) ServerTLSConfig(defaultName string, nextProtos ...string) *tls
 		CipherSuites:     slices.Clone(serverCipherSuites),
 		CurvePreferences: slices.Clone(serverCurves),
 		NextProtos:       protos,
-		GetCertificate:   m.certificateFor(normalizeName(defaultName)),
+		GetCertificate:   getCert,
 	}
 	if m.cfg.MinVersion == "1.3" {
 		cfg.MinVersion = tls.VersionTLS13
@@ -67,8 +80,10 @@ func (m *Manager) tlsALPNEnabled() bool {
 	return m.acme != nil && m.cfg.Issuer == configs.IssuerACME && !m.cfg.ACME.DisableTLSALPNChallenge
 }
 
-// certificateFor is GetCertificate for ServerTLSConfig.
-func (m *Manager) certificateFor(defaultName string) func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+// certificateFor is GetCertificate for ServerTLSConfig; byLocalIP makes a
+// client without SNI get the certificate of the address it connected to, if
+// there is one, before defaultName's.
+func (m *Manager) certificateFor(defaultName string, byLocalIP bool) func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
 	return func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
 		// RFC 8737 section 3: the validation handshake offers only acme-tls/1
 		// and names the identifier in SNI; certmagic holds the challenge cert.
@@ -79,7 +94,7 @@ func (m *Manager) certificateFor(defaultName string) func(*tls.ClientHelloInfo) 
 		candidates := make([]string, 0, 2)
 		if sni := normalizeName(hello.ServerName); sni != "" {
 			candidates = append(candidates, sni)
-		} else if ip := localIP(hello.Conn); ip != "" {
+		} else if ip := localIP(hello.Conn); byLocalIP && ip != "" {
 			candidates = append(candidates, ip)
 		}
 		if defaultName != "" {

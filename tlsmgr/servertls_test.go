@@ -106,3 +106,34 @@ func TestNoCertificateAtAll(t *testing.T) {
 		t.Fatal("handshake succeeded without any certificate")
 	}
 }
+
+// A SQL listener's clients often send no SNI (FreeTDS) yet verify its
+// hostname: NamedServerTLSConfig serves that name's certificate even when the
+// local IP address has one, where ServerTLSConfig prefers the IP's.
+func TestNamedServerTLSConfigIgnoresLocalIP(t *testing.T) {
+	m := newManager(t, internalConfig(), t.TempDir())
+	if err := m.Manage(context.Background(), []string{"127.0.0.1", "sql.test"}); err != nil {
+		t.Fatal(err)
+	}
+	rootPEM, err := m.RootPEM()
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := poolOf(t, rootPEM)
+	tests := []struct {
+		name   string
+		cfg    *tls.Config
+		verify string // the name the served certificate must be valid for
+	}{
+		{"named: hostname", m.NamedServerTLSConfig("sql.test"), "sql.test"},
+		{"default: local IP first", m.ServerTLSConfig("sql.test"), "127.0.0.1"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			addr := serveTLS(t, tc.cfg)
+			if _, err := handshake(t, addr, verifyFor(roots, "", tc.verify)); err != nil {
+				t.Fatalf("no-SNI client verifying %s: %v", tc.verify, err)
+			}
+		})
+	}
+}

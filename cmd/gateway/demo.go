@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -17,6 +19,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/gateway-project/gateway/configs"
+	"github.com/gateway-project/gateway/sqltunnel/tdstest"
 )
 
 // demoInfo is DIR/demo.json, the contract scripts and tests rely on (DESIGN.md).
@@ -35,9 +38,11 @@ func newDemoCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "demo",
 		Short: "Run the gateway in front of built-in demo backends",
-		Long: "demo starts a small web app and the gateway in front of it with the internal\n" +
-			"CA, prints the URLs, the root CA path and commands that work, and writes\n" +
-			"DIR/demo.json once ready. Ctrl-C stops everything.",
+		Long: "demo starts a small web app and a test SQL Server (tdstest), and the gateway\n" +
+			"in front of both with the internal CA: HTTPS for the app, and a TDS listener in\n" +
+			"required mode whose upstream certificate is verified. It prints the URLs, the\n" +
+			"root CA path and client commands that work, and writes DIR/demo.json once\n" +
+			"ready. Ctrl-C stops everything.",
 		Args: cobra.NoArgs,
 		RunE: runDemo,
 	}
@@ -53,6 +58,7 @@ func runDemo(cmd *cobra.Command, _ []string) error {
 	ctx := cmd.Context()
 	dir, _ := cmd.Flags().GetString("dir")
 	httpsAddr, _ := cmd.Flags().GetString("https-addr")
+	sqlAddr, _ := cmd.Flags().GetString("sql-addr")
 	level, _ := cmd.Flags().GetString("log-level")
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("demo directory: %w", err)
@@ -72,6 +78,11 @@ func runDemo(cmd *cobra.Command, _ []string) error {
 		return err
 	}
 	defer backend.Close()
+	sqlBackend, err := startDemoSQL(dir, logger.Named("demo_sql"))
+	if err != nil {
+		return err
+	}
+	defer sqlBackend.Close()
 
 	cfg, err := configs.Defaults()
 	if err != nil {
@@ -89,6 +100,18 @@ func runDemo(cmd *cobra.Command, _ []string) error {
 		HSTSMaxAge:   time.Hour,
 		PreserveHost: true,
 	}}
+	cfg.SQL = []configs.SQLListener{{
+		Name:             "demo-sql",
+		Listen:           sqlAddr,
+		Hostname:         "localhost",
+		ClientEncryption: configs.ClientEncryptionRequired,
+		Upstream: configs.SQLUpstream{
+			Address:    sqlBackend.server.Addr(),
+			Encryption: configs.UpstreamEncryptionRequired,
+			ServerName: "localhost",
+			CAFile:     sqlBackend.caFile,
+		},
+	}}
 	if err := cfg.Validate(); err != nil {
 		return usageError{err}
 	}
@@ -97,7 +120,7 @@ func runDemo(cmd *cobra.Command, _ []string) error {
 	if err != nil {
 		return err
 	}
-	info, err := writeDemoFiles(dir, g, backend.URL)
+	info, err := writeDemoFiles(dir, g, backend.URL, sqlBackend)
 	if err != nil {
 		g.cancel()
 		_ = g.wait()
@@ -107,7 +130,7 @@ func runDemo(cmd *cobra.Command, _ []string) error {
 	return g.wait()
 }
 
-func writeDemoFiles(dir string, g *runningGateway, backendURL string) (demoInfo, error) {
+func writeDemoFiles(dir string, g *runningGateway, backendURL string, sqlBackend *demoSQL) (demoInfo, error) {
 	pem, err := g.certs.RootPEM()
 	if err != nil {
 		return demoInfo{}, err
@@ -121,6 +144,17 @@ func writeDemoFiles(dir string, g *runningGateway, backendURL string) (demoInfo,
 		HTTPSURL:       "https://localhost:" + port + "/",
 		RootCA:         rootPath,
 		BackendHTTPURL: backendURL,
+		SQLAddr:        g.sql[0].Addr().String(),
+		SQLHostname:    "localhost",
+		SQLUser:        demoSQLUser,
+		SQLPassword:    sqlBackend.password,
+		BackendSQLAddr: sqlBackend.server.Addr(),
+	}
+	// A FreeTDS configuration that demands encryption and verifies the
+	// gateway's certificate against the demo root, for the printed tsql line.
+	freetds := fmt.Sprintf("[global]\n\ttds version = 7.4\n\tencryption = require\n\tca file = %s\n", rootPath)
+	if err := os.WriteFile(filepath.Join(dir, "freetds.conf"), []byte(freetds), 0o644); err != nil {
+		return info, fmt.Errorf("writing freetds.conf: %w", err)
 	}
 	data, err := json.MarshalIndent(info, "", "  ")
 	if err != nil {
@@ -153,7 +187,67 @@ Try it (the certificate is verified against the demo's own root CA):
 		_, port, _ := net.SplitHostPort(a.String())
 		fmt.Fprintf(w, "  curl -sI http://localhost:%s/some/path?x=1   # 308 to HTTPS\n\n", port)
 	}
+	_, sqlPort, _ := net.SplitHostPort(info.SQLAddr)
+	dir := filepath.Dir(info.RootCA)
+	fmt.Fprintf(w, `  SQL listener:  %s  (-> test SQL Server at %s, certificate verified)
+  SQL login:     user %s, password %s
+
+  # FreeTDS (apt install freetds-bin): encryption required, certificate checked
+  printf 'SELECT @@VERSION\ngo\nexit\n' | FREETDSCONF=%s tsql -H localhost -p %s -U %s -P '%s'
+
+  # go-mssqldb DSN (Go programs):
+  sqlserver://%s:%s@localhost:%s?encrypt=true&certificate=%s
+
+  # .NET / ODBC on Windows, once the root CA is trusted (README: "Trusting the internal CA"):
+  Server=localhost,%s;User ID=%s;Password=%s;Encrypt=True;TrustServerCertificate=False
+
+`, info.SQLAddr, info.BackendSQLAddr, info.SQLUser, info.SQLPassword,
+		filepath.Join(dir, "freetds.conf"), sqlPort, info.SQLUser, info.SQLPassword,
+		info.SQLUser, info.SQLPassword, sqlPort, info.RootCA,
+		sqlPort, info.SQLUser, info.SQLPassword)
 }
+
+// demoSQLUser is the SQL login of the demo's test SQL Server.
+const demoSQLUser = "demo"
+
+// demoSQL is the test SQL Server the demo puts behind the gateway: it forces
+// encryption, like a hardened SQL Server, with its own certificate authority
+// that the gateway is told to trust (upstream.ca_file).
+type demoSQL struct {
+	server   *tdstest.Server
+	caFile   string
+	password string
+}
+
+func startDemoSQL(dir string, logger *zap.Logger) (*demoSQL, error) {
+	cert, rootPEM, err := tdstest.NewCertificate("localhost", "127.0.0.1")
+	if err != nil {
+		return nil, fmt.Errorf("demo SQL server certificate: %w", err)
+	}
+	caFile := filepath.Join(dir, "backend-sql-ca.pem")
+	if err := os.WriteFile(caFile, rootPEM, 0o644); err != nil {
+		return nil, fmt.Errorf("writing demo SQL server CA: %w", err)
+	}
+	pw := make([]byte, 9)
+	if _, err := rand.Read(pw); err != nil {
+		return nil, err
+	}
+	password := "Demo-" + base64.RawURLEncoding.EncodeToString(pw)
+	srv, err := tdstest.NewServer(tdstest.Config{
+		Encryption:  tdstest.EncryptForced,
+		Certificate: &cert,
+		Users:       map[string]string{demoSQLUser: password},
+		ServerName:  "demo-sql",
+		Logger:      logger,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("demo SQL server: %w", err)
+	}
+	return &demoSQL{server: srv, caFile: caFile, password: password}, nil
+}
+
+// Close stops the demo SQL server.
+func (d *demoSQL) Close() { _ = d.server.Close() }
 
 // demoBackend is the small web app the demo puts behind the gateway: it shows
 // what the application sees of each request, as an IIS app would.

@@ -141,7 +141,7 @@ func newSQLListener(lc configs.SQLListener, certs *tlsmgr.Manager, drain time.Du
 		sqltunnel.WithLogger(logger),
 		sqltunnel.WithDrainTimeout(drain),
 		sqltunnel.WithServerTLS(func(protos ...string) *tls.Config {
-			return certs.ServerTLSConfig(lc.Hostname, protos...)
+			return certs.NamedServerTLSConfig(lc.Hostname, protos...)
 		}))
 	if err == nil {
 		err = l.Listen()
