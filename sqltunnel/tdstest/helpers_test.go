@@ -89,7 +89,7 @@ func lookPath(t *testing.T, bin, pkg string) string {
 	t.Helper()
 	p, err := exec.LookPath(bin)
 	if err != nil {
-		t.Skipf("%s not found: install the Debian package %s", bin, pkg)
+		missingClient(t, "%s not found: install the Debian package %s", bin, pkg)
 	}
 	return p
 }
@@ -106,4 +106,15 @@ func expectedValue(text bool, r int64, m int) []byte {
 		}
 	}
 	return out
+}
+
+// missingClient skips a test whose real client is not installed, or fails it
+// when CI is set: CI installs every client (.ci/install-deps), so a skip
+// there would hide a missing install step.
+func missingClient(t *testing.T, format string, args ...any) {
+	t.Helper()
+	if os.Getenv("CI") == "true" {
+		t.Fatalf(format+" (CI is set: real clients are required)", args...)
+	}
+	t.Skipf(format, args...)
 }

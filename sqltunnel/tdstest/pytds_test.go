@@ -31,10 +31,10 @@ type pytdsResult struct {
 func runPytds(t *testing.T, f *fixture, args ...string) pytdsResult {
 	t.Helper()
 	if _, err := os.Stat(pytdsPython); err != nil {
-		t.Skipf("%s not found: install the Debian packages python3-tds and python3-openssl", pytdsPython)
+		missingClient(t, "%s not found: install the Debian packages python3-tds and python3-openssl", pytdsPython)
 	}
 	if err := exec.Command(pytdsPython, "-c", "import pytds, OpenSSL").Run(); err != nil {
-		t.Skip("pytds or pyOpenSSL missing: install the Debian packages python3-tds and python3-openssl")
+		missingClient(t, "pytds or pyOpenSSL missing: install the Debian packages python3-tds and python3-openssl")
 	}
 	host := "127.0.0.1"
 	for _, a := range args {

@@ -42,7 +42,7 @@ func runTedious(t *testing.T, f *fixture, encrypt any, cancel bool) tediousResul
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(filepath.Join(dir, "node_modules", "tedious", "package.json")); err != nil {
-		t.Skipf("tedious missing: run `npm ci` in %s (npm package tedious@19)", dir)
+		missingClient(t, "tedious missing: run `npm ci` in %s (npm package tedious@19)", dir)
 	}
 	cfg, err := json.Marshal(map[string]any{
 		"host": testHost, "port": f.srv.Port(), "user": testUser,
