@@ -5,25 +5,56 @@ GO      ?= go
 PKGS    ?= ./...
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 
-.PHONY: all build test verify test-deps lint fmt clean
+.PHONY: all build test verify fuzz test-deps lint fmt clean bench bench-deps bench-go
 
 all: lint test
 
 build:
 	$(GO) build -ldflags "-X main.version=$(VERSION)" -o bin/gateway ./cmd/gateway
 
+# Fuzzing time per target: short in `make test`, longer in `make verify`.
+FUZZTIME_SHORT ?= 5s
+FUZZTIME       ?= 30s
+
 # Installs missing test dependencies (apt packages) when run as root,
-# otherwise names what to install; then runs all tests with the race detector.
+# otherwise names what to install; then runs all tests with the race detector
+# (the fast proofs in test/proof_* included), then fuzzes every target of
+# ./sqltunnel/... briefly.
 test: test-deps
 	$(GO) test -race -timeout 30m -count=1 $(PKGS)
+	$(GO) run ./test/verify -steps fuzz -fuzztime $(FUZZTIME_SHORT)
 
-# What a release must pass: lint, then every test including the long
-# variants (TestIISBigTransfer streams 1 GiB each way instead of 256 MiB).
-verify: lint test-deps
-	GATEWAY_E2E_BIG=1 $(GO) test -race -timeout 30m -count=1 $(PKGS)
+# What a release must pass (test/verify): lint, every test including the long
+# variants (TestIISBigTransfer streams 1 GiB each way instead of 256 MiB),
+# FUZZTIME of fuzzing per target, and the long proofs (testssl, sslscan,
+# h2spec, faults under load, tshark wire capture as root). Prints one table
+# (check, figure, verdict) and fails if any check fails. About 25 minutes.
+verify: test-deps
+	$(GO) run ./test/verify -fuzztime $(FUZZTIME)
+
+# Only the fuzzing step of verify.
+fuzz:
+	$(GO) run ./test/verify -steps fuzz -fuzztime $(FUZZTIME)
 
 test-deps:
 	@bash .ci/install-deps
+
+# Whole-system benchmarks (test/bench): the gateway side by side with nginx,
+# HAProxy, Caddy and direct connections, on this machine; prints a Markdown
+# table of medians and ratios and writes every sample to bench-results.json.
+# Full run < 15 min; `make bench BENCH_FLAGS=-quick` takes about 3 min.
+# Installs wrk, h2load, nginx, haproxy and caddy when run as root.
+BENCH_FLAGS ?=
+bench: bench-deps
+	$(GO) run ./test/bench -json bench-results.json $(BENCH_FLAGS)
+
+bench-deps:
+	@bash .ci/install-bench-deps
+
+# Go micro-benchmarks of the hot paths (TDS codec and relay, certificate
+# choice per handshake, header rewriting, the proxied request).
+bench-go:
+	$(GO) test -run '^$$' -bench . -benchmem ./sqltunnel/... ./tlsmgr ./proxy
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
@@ -34,4 +65,4 @@ fmt:
 	gofmt -w $$(git ls-files '*.go')
 
 clean:
-	rm -rf bin demo-data
+	rm -rf bin demo-data bench-results.json

@@ -114,6 +114,11 @@ type Site struct {
 
 	UpstreamTLS SiteUpstreamTLS `mapstructure:"upstream_tls"`
 	ClientAuth  ClientAuth      `mapstructure:"client_auth"`
+
+	// AccessLogQuery adds the query string to the site's access log lines.
+	// Off by default: query strings of clinical applications carry patient
+	// identifiers (HIPAA), and the path alone says which page was served.
+	AccessLogQuery bool `mapstructure:"access_log_query"`
 }
 
 // Load-balancing policies for Site.LoadBalancing.
@@ -203,6 +208,27 @@ type SQLListener struct {
 	Hostname         string      `mapstructure:"hostname"`
 	ClientEncryption string      `mapstructure:"client_encryption"`
 	Upstream         SQLUpstream `mapstructure:"upstream"`
+	// MaxConnections caps the client connections the listener serves at
+	// once; connections over it are closed as soon as they are accepted.
+	// Load sets DefaultSQLMaxConnections when the key is absent; zero (a
+	// struct built in code) also means the default, see MaxConns.
+	MaxConnections int `mapstructure:"max_connections"`
+}
+
+// DefaultSQLMaxConnections is sql[].max_connections when it is not set.
+const DefaultSQLMaxConnections = 1000
+
+// maxSQLMaxConnections bounds sql[].max_connections: each connection costs
+// two sockets (client and upstream), and a value beyond this is a typo.
+const maxSQLMaxConnections = 1 << 20
+
+// MaxConns is MaxConnections with zero meaning DefaultSQLMaxConnections:
+// a listener is never uncapped.
+func (l SQLListener) MaxConns() int {
+	if l.MaxConnections <= 0 {
+		return DefaultSQLMaxConnections
+	}
+	return l.MaxConnections
 }
 
 // SQLUpstream is the SQL Server behind a listener and how it is verified.

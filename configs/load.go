@@ -162,10 +162,12 @@ var listDefaults = map[string]map[string]any{
 		"upstream_tls.sni_from_host":  false,
 		"client_auth.mode":            ClientAuthNone,
 		"client_auth.ca_file":         "",
+		"access_log_query":            false,
 	},
 	"sql": {
 		"client_encryption":   ClientEncryptionRequired,
 		"upstream.encryption": UpstreamEncryptionRequired,
+		"max_connections":     DefaultSQLMaxConnections,
 	},
 }
 

@@ -223,7 +223,8 @@ func validateSQL(list []SQLListener, ps *problems) {
 		if l.Listen == "" {
 			ps.add(key+".listen", "missing; e.g. \":1433\"")
 		} else if checkListen(ps, key+".listen", l.Listen) {
-			if j, dup := listens[l.Listen]; dup {
+			// Port 0 asks for any free port: two such addresses never clash.
+			if j, dup := listens[l.Listen]; dup && !strings.HasSuffix(l.Listen, ":0") {
 				ps.add(key+".listen", "%s is also the address of sql[%d]", l.Listen, j)
 			}
 			listens[l.Listen] = i
@@ -235,6 +236,9 @@ func validateSQL(list []SQLListener, ps *problems) {
 		}
 		oneOf(ps, key+".client_encryption", l.ClientEncryption,
 			ClientEncryptionRequired, ClientEncryptionStrict, ClientEncryptionAllowPlaintextLoopback)
+		if l.MaxConnections < 0 || l.MaxConnections > maxSQLMaxConnections {
+			ps.add(key+".max_connections", "%d: use 1-%d (default %d)", l.MaxConnections, maxSQLMaxConnections, DefaultSQLMaxConnections)
+		}
 		l.Upstream.validate(ps, key+".upstream")
 	}
 }

@@ -115,7 +115,7 @@ func TestStickySessions(t *testing.T) {
 	}
 
 	// Its upstream goes down: the client is moved, and told.
-	for _, u := range p.srv.sites[0].upstreams {
+	for _, u := range p.srv.currentSites()[0].upstreams {
 		if u.id == id {
 			u.activeDown.Store(true)
 		}
@@ -258,7 +258,7 @@ func TestPassiveHealth(t *testing.T) {
 	// When no upstream is healthy, requests still go out, and a success
 	// brings an upstream back.
 	sick.Store(false)
-	p.srv.sites[0].upstreams[1].activeDown.Store(true)
+	p.srv.currentSites()[0].upstreams[1].activeDown.Store(true)
 	for range 2 {
 		p.get(t, "", "/", nil)
 	}

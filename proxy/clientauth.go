@@ -40,51 +40,53 @@ func (s *site) setClientAuth(cfg configs.ClientAuth, key string) error {
 	return nil
 }
 
-// listenerTLS returns the listener's TLS configuration: a clone of base that,
-// when some site needs it, picks a per-site configuration by SNI through
-// GetConfigForClient (client certificates; HTTP/1.1 only once a site has
-// shown Windows authentication, see winauth.go). base is not modified; a
-// GetConfigForClient it has is still called first, and its result gets the
-// site's settings.
-func listenerTLS(base *tls.Config, sites []*site, table *siteTable) *tls.Config {
-	cfg := base.Clone()
-	needed := false
-	protos := base.NextProtos
+// prepareSiteTLS gives a site that needs them its own server TLS
+// configurations, clones of the listener's base: with client
+// authentication if configured (tlsH2), and without h2 in ALPN for Windows
+// authentication (tlsH1, see winauth.go).
+func (srv *Server) prepareSiteTLS(s *site) {
+	if s.clientAuth == tls.NoClientCert && !s.windowsAuth {
+		return
+	}
+	protos := srv.baseTLS.NextProtos
 	if len(protos) == 0 {
 		protos = []string{"h2", "http/1.1"} // what net/http would offer
 	}
-	for _, s := range sites {
-		if s.clientAuth == tls.NoClientCert && !s.windowsAuth {
-			continue
-		}
-		needed = true
-		c := base.Clone()
-		c.GetConfigForClient = nil
-		c.NextProtos = slices.Clone(protos)
-		s.applyServerTLS(c)
-		if s.clientAuth != tls.NoClientCert {
-			s.tlsH2 = c
-		}
-		if s.windowsAuth {
-			h1 := c.Clone()
-			h1.NextProtos = slices.DeleteFunc(h1.NextProtos, func(p string) bool { return p == "h2" })
-			s.tlsH1 = h1
-		}
+	c := srv.baseTLS.Clone()
+	c.GetConfigForClient = nil
+	c.NextProtos = slices.Clone(protos)
+	s.applyServerTLS(c)
+	if s.clientAuth != tls.NoClientCert {
+		s.tlsH2 = c
 	}
-	if !needed {
-		return cfg
+	if s.windowsAuth {
+		h1 := c.Clone()
+		h1.NextProtos = slices.DeleteFunc(h1.NextProtos, func(p string) bool { return p == "h2" })
+		s.tlsH1 = h1
 	}
+}
+
+// listenerTLS returns the listener's TLS configuration: a clone of the base
+// that, when a site of the configuration in force needs it, picks a
+// per-site configuration by SNI through GetConfigForClient (client
+// certificates; HTTP/1.1 only once a site has shown Windows
+// authentication, see winauth.go). The base's own GetConfigForClient, if
+// any, is still called first, and its result gets the site's settings.
+func (srv *Server) listenerTLS() *tls.Config {
+	base := srv.baseTLS
+	cfg := base.Clone()
 	inner := base.GetConfigForClient
 	cfg.GetConfigForClient = func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
+		gen := srv.gen.Load()
 		// ACME TLS-ALPN-01 validation (RFC 8737) has no client certificate
 		// and speaks no HTTP: leave it to the base configuration.
-		if len(hello.SupportedProtos) == 1 && hello.SupportedProtos[0] == "acme-tls/1" {
+		if !gen.tlsNeeded || len(hello.SupportedProtos) == 1 && hello.SupportedProtos[0] == "acme-tls/1" {
 			if inner != nil {
 				return inner(hello)
 			}
 			return nil, nil
 		}
-		s := table.match(hello.ServerName)
+		s := gen.table.match(hello.ServerName)
 		c := s.tlsH2
 		if s.h1Only.Load() {
 			c = s.tlsH1
@@ -119,8 +121,8 @@ func (s *site) applyServerTLS(c *tls.Config) {
 // a different Host, or an HTTP/2 connection a browser reuses for several
 // names) gets 421 Misdirected Request, which makes browsers retry on a new
 // connection with the right SNI (RFC 9110, section 15.5.20).
-func (f *front) clientAuthOK(w http.ResponseWriter, r *http.Request, s *site) bool {
-	if r.TLS == nil || f.sites.match(r.TLS.ServerName) != s {
+func (f *front) clientAuthOK(w http.ResponseWriter, r *http.Request, s *site, table *siteTable) bool {
+	if r.TLS == nil || table.match(r.TLS.ServerName) != s {
 		writeError(w, s, http.StatusMisdirectedRequest, bodyMisdirected)
 		return false
 	}

@@ -29,6 +29,13 @@
 //   - streams every body (WebSocket, server-sent events, uploads, downloads)
 //     with idle-based timeouts only, and caps request bodies (middleware.go).
 //
+// For operations (access.go, metrics.go, reload.go) it writes one access log
+// line per request (logger "access"; the query only for sites that set
+// access_log_query), counts requests, handshakes, connections and upstream
+// health in a Metrics collector, and applies a configuration reload to a
+// running Server: the site table is swapped for the next request and
+// changed listen addresses are rebound, without dropping a connection.
+//
 // It does not obtain, select or reload certificates, and does not choose the
 // certificate for a TLS handshake: that is tlsmgr's job, through the
 // *tls.Config handed to New (client TLS toward upstreams is built with

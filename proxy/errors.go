@@ -28,6 +28,7 @@ const (
 	kindClosed         errorKind = "connection_closed"  // reset, or closed before a full response
 	kindClientCanceled errorKind = "client_canceled"    // the client went away (or shutdown cut it)
 	kindTooLarge       errorKind = "request_too_large"  // the body passed max_request_body
+	kindBadBody        errorKind = "bad_request_body"   // the client's body was malformed or cut short
 	kindOther          errorKind = "other"
 )
 
@@ -48,6 +49,7 @@ var kindInfo = map[errorKind]struct {
 	kindClosed:         {http.StatusBadGateway, bodyDown},
 	kindClientCanceled: {statusClientClosed, ""},
 	kindTooLarge:       {http.StatusRequestEntityTooLarge, bodyTooLarge},
+	kindBadBody:        {http.StatusBadRequest, bodyBadRequest},
 	kindOther:          {http.StatusBadGateway, bodyDown},
 }
 
@@ -56,6 +58,7 @@ const (
 	bodyTLS          = "502 Bad Gateway: the application server's certificate could not be verified.\n"
 	bodyTimeout      = "504 Gateway Timeout: the application server did not respond in time.\n"
 	bodyTooLarge     = "413 Request Entity Too Large: the request body is larger than this site accepts.\n"
+	bodyBadRequest   = "400 Bad Request: the request body is malformed or incomplete.\n"
 	bodyMisdirected  = "421 Misdirected Request: this connection was set up for another site name; reconnect.\n"
 	bodyCertRequired = "403 Forbidden: a client certificate is required.\n"
 )
@@ -64,6 +67,7 @@ const (
 func classify(err error) errorKind {
 	var (
 		tooBig  *http.MaxBytesError
+		badBody *clientBodyError
 		upVer   *tlsmgr.VerifyError
 		dnsErr  *net.DNSError
 		netErr  net.Error
@@ -79,6 +83,8 @@ func classify(err error) errorKind {
 		return kindTooLarge
 	case errors.Is(err, context.Canceled):
 		return kindClientCanceled
+	case errors.As(err, &badBody):
+		return kindBadBody
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, os.ErrDeadlineExceeded):
 		return kindTimeout
 	case errors.As(err, &dnsErr):
@@ -138,8 +144,11 @@ func (eh *errorHandler) serve(w http.ResponseWriter, r *http.Request, err error)
 	rs := stateFrom(r.Context())
 
 	level := zap.ErrorLevel
-	if kind == kindClientCanceled || kind == kindTooLarge {
+	switch kind {
+	case kindClientCanceled, kindTooLarge:
 		level = zap.DebugLevel
+	case kindBadBody:
+		level = zap.InfoLevel // the client's fault: nothing for the operator to fix
 	}
 	if ce := eh.log.Check(level, "upstream request failed"); ce != nil {
 		fields := []zap.Field{

@@ -118,7 +118,7 @@ func TestStdLogBridge(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.msg, func(t *testing.T) {
 			core, logs := observer.New(zapcore.DebugLevel)
-			newStdLog(zap.New(core)).Print(tc.line)
+			newStdLog(zap.New(core), nil).Print(tc.line)
 			all := logs.All()
 			if len(all) != 1 {
 				t.Fatalf("%d entries, want 1", len(all))

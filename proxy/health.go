@@ -57,7 +57,9 @@ func (s *site) passiveFailure(u *upstream, reason string) {
 func (s *site) observe(u *upstream, res *http.Response, err error) {
 	switch {
 	case err != nil:
-		if kind := classify(err); kind != kindClientCanceled && kind != kindTooLarge {
+		kind := classify(err)
+		s.metrics.upstreamError(s.name, u.raw, string(kind))
+		if kind != kindClientCanceled && kind != kindTooLarge && kind != kindBadBody {
 			s.passiveFailure(u, string(kind))
 		}
 	case res.StatusCode == http.StatusBadGateway, res.StatusCode == http.StatusServiceUnavailable,
@@ -65,6 +67,23 @@ func (s *site) observe(u *upstream, res *http.Response, err error) {
 		s.passiveFailure(u, res.Status)
 	default:
 		s.passiveSuccess(u)
+	}
+}
+
+// startChecks runs the site's health checks under ctx until stopChecks
+// (a reload removed the site) or ctx ends. The goroutines are counted in wg.
+func (s *site) startChecks(ctx context.Context, wg *sync.WaitGroup) {
+	if s.health.Path == "" || s.health.Interval <= 0 || s.checkCancel != nil {
+		return
+	}
+	ctx, s.checkCancel = context.WithCancel(ctx)
+	s.runHealthChecks(ctx, wg)
+}
+
+// stopChecks ends the health checks startChecks started.
+func (s *site) stopChecks() {
+	if s.checkCancel != nil {
+		s.checkCancel()
 	}
 }
 

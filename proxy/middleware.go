@@ -6,71 +6,59 @@ import (
 	"net/http"
 	"sync"
 	"time"
-
-	"go.uber.org/zap"
-	"go.uber.org/zap/zapcore"
 )
 
 // front is the HTTPS handler: it counts the request for the drain, selects
-// the site, enforces client certificates and the body limit, chooses the
-// upstream, logs the request at debug level and proxies it.
+// the site from the configuration in force, enforces client certificates and
+// the body limit, chooses the upstream, proxies the request, and then logs it
+// (access log) and counts it (metrics).
 type front struct {
-	sites    *siteTable
-	inflight *tracker
-	log      *zap.Logger
+	srv *Server
 }
 
 func (f *front) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	f.inflight.add()
-	defer f.inflight.done()
+	srv := f.srv
+	srv.inflight.add()
+	defer srv.inflight.done()
 
-	s := f.sites.match(r.Host)
-	if s.clientAuth != tls.NoClientCert && !f.clientAuthOK(w, r, s) {
+	start := time.Now()
+	gen := srv.gen.Load()
+	s := gen.table.match(r.Host)
+	rec := &recorder{ResponseWriter: w}
+	var (
+		rs   *requestState
+		body *countingBody
+	)
+	// Deferred so that aborted requests (ReverseProxy panics with
+	// http.ErrAbortHandler when a body copy fails) are logged too.
+	defer func() { srv.logRequest(r, s, rs, rec, body, start) }()
+
+	if s.clientAuth != tls.NoClientCert && !f.clientAuthOK(rec, r, s, gen.table) {
 		return
 	}
-	if s.maxBody > 0 {
-		if r.ContentLength > s.maxBody {
-			// Answered before reading the body; net/http then closes the
-			// connection rather than read what the client still sends.
-			writeError(w, s, http.StatusRequestEntityTooLarge, bodyTooLarge)
-			return
-		}
-		if r.Body != nil && r.Body != http.NoBody {
+	if s.maxBody > 0 && r.ContentLength > s.maxBody {
+		// Answered before reading the body; net/http then closes the
+		// connection rather than read what the client still sends.
+		writeError(rec, s, http.StatusRequestEntityTooLarge, bodyTooLarge)
+		return
+	}
+	guardFraming(w, r) // clientbody.go: RFC 9112 framing, 400 for bad bodies
+	if r.Body != nil && r.Body != http.NoBody {
+		body = &countingBody{ReadCloser: r.Body}
+		r.Body = body
+		if s.maxBody > 0 {
 			// A chunked body that grows too big fails the upstream request
 			// with *http.MaxBytesError, answered 413 by the error handler.
 			r.Body = http.MaxBytesReader(w, r.Body, s.maxBody)
 		}
 	}
 	cc := connFrom(r.Context())
-	rs := &requestState{site: s, conn: cc, h2: r.ProtoMajor == 2}
+	rs = &requestState{site: s, conn: cc, h2: r.ProtoMajor == 2}
 	rs.upstream, rs.sticky = s.choose(r, cc)
 	rs.upstream.inflight.Add(1)
 	defer func() { rs.upstream.inflight.Add(-1) }()
 	r = r.WithContext(withState(r.Context(), rs))
 	rs.in = r
-
-	if !f.log.Core().Enabled(zapcore.DebugLevel) {
-		s.proxy.ServeHTTP(w, r)
-		return
-	}
-	rec := &recorder{ResponseWriter: w}
-	start := time.Now()
-	// Deferred so that aborted requests (ReverseProxy panics with
-	// http.ErrAbortHandler when a body copy fails) are logged too.
-	defer func() {
-		f.log.Debug("request",
-			zap.String("method", r.Method),
-			zap.String("host", r.Host),
-			zap.String("path", r.URL.Path), // never the query: it may identify patients
-			zap.String("proto", r.Proto),
-			zap.Int("status", rec.status),
-			zap.Int64("bytes", rec.bytes),
-			zap.Duration("duration", time.Since(start)),
-			zap.String("remote", r.RemoteAddr),
-			zap.String("site", s.name),
-			zap.String("upstream", rs.upstream.raw),
-			zap.Bool("pinned", rs.pinned))
-	}()
 	s.proxy.ServeHTTP(rec, r)
 }
 

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -21,16 +22,29 @@ import (
 var ErrDisabled = errors.New("proxy: http.listen is empty, the HTTPS front is disabled")
 
 // Server is the HTTPS front and its redirect listener. Create it with New,
-// bind with Listen (optional), run with Serve. Its methods are safe for
-// concurrent use; Serve may be called once.
+// bind with Listen (optional), run with Serve, change its sites and listen
+// addresses with Reload (or Stage and Commit) while it serves. Its methods
+// are safe for concurrent use; Serve may be called once.
 type Server struct {
-	cfg      configs.HTTP
-	opts     options
-	log      *zap.Logger
-	sites    []*site
-	inflight *tracker
-	https    *http.Server
-	redirect *http.Server // nil when http.redirect_listen is ""
+	opts    options
+	log     *zap.Logger // "http"
+	root    *zap.Logger // the logger given to New
+	access  *zap.Logger // "access": one line per request
+	stdLog  *log.Logger
+	pool    *bufferPool
+	eh      *errorHandler
+	baseTLS *tls.Config // New's tlsConfig, cloned; per-site configurations derive from it
+	metrics *Metrics
+
+	// gen is the site table every request and handshake reads; a reload
+	// swaps it. redirector is the redirect listener's handler state.
+	gen          atomic.Pointer[generation]
+	redirector   atomic.Pointer[redirector]
+	drainTimeout atomic.Int64 // time.Duration
+	inflight     *tracker
+	conns        atomic.Int64 // client connections open on the HTTPS listeners
+	https        *http.Server
+	redirect     *http.Server // serves only while a redirect listener is bound
 
 	// baseCtx is the parent of every request context; cancelling it at the
 	// end of the drain aborts upstream requests and upgraded connections,
@@ -38,12 +52,34 @@ type Server struct {
 	baseCtx context.Context
 	cancel  context.CancelFunc
 
+	checks sync.WaitGroup // health-check goroutines
+
+	reloadMu sync.Mutex // held from Stage to Commit or Abort
+
 	mu         sync.Mutex
+	cfg        configs.HTTP
+	stickyKey  []byte // loaded when a site first needs sticky sessions
 	httpsLn    net.Listener
 	redirectLn net.Listener
-	served     bool
+	served     bool                  // Serve was called
+	serving    bool                  // Serve is running its listeners (not yet shutting down)
+	stopped    bool                  // Serve has begun shutting down
+	checkCtx   context.Context       // health checks' parent while serving
+	retired    map[net.Listener]bool // closed by a reload: their Serve error is expected
+	fail       chan error            // a listener that failed for good
+	lnWG       sync.WaitGroup        // listener goroutines
+	cut        int                   // requests cut by the last drain
 
 	onShutdown func() // test hook: called when the drain begins
+}
+
+// generation is one configuration's sites, indexed; a reload builds the
+// next one and swaps it in. Sites whose configuration did not change are
+// carried over (same *site: health state, pins, connection pools).
+type generation struct {
+	sites     []*site
+	table     *siteTable
+	tlsNeeded bool // some site needs a per-SNI TLS configuration
 }
 
 // New builds the sites, their reverse proxies and the upstream transport.
@@ -55,11 +91,10 @@ type Server struct {
 // carries later certificate changes. Its NextProtos (h2, http/1.1,
 // acme-tls/1) are kept; net/http only adds h2 and http/1.1 if they are
 // missing. When a site asks for client certificates or uses Windows
-// authentication, the clone gets a GetConfigForClient that applies that
-// site's settings by SNI (clientauth.go). Client TLS toward https://
-// upstreams is built here from each site's upstream_tls with
-// tlsmgr.ClientTLSConfig (or taken from WithUpstreamTLSConfig). A nil logger
-// discards logs.
+// authentication, the listener's GetConfigForClient applies that site's
+// settings by SNI (clientauth.go). Client TLS toward https:// upstreams is
+// built here from each site's upstream_tls with tlsmgr.ClientTLSConfig (or
+// taken from WithUpstreamTLSConfig). A nil logger discards logs.
 func New(cfg configs.HTTP, tlsConfig *tls.Config, logger *zap.Logger, opts ...Option) (*Server, error) {
 	if cfg.Listen == "" {
 		return nil, ErrDisabled
@@ -82,90 +117,151 @@ func New(cfg configs.HTTP, tlsConfig *tls.Config, logger *zap.Logger, opts ...Op
 			opt(&o)
 		}
 	}
-	log := logger.Named("http")
-	stdLog := newStdLog(log)
-
+	hlog := logger.Named("http")
 	s := &Server{
 		cfg:      cfg,
 		opts:     o,
-		log:      log,
+		log:      hlog,
+		root:     logger,
+		access:   logger.Named("access"),
+		pool:     &bufferPool{},
+		eh:       &errorHandler{log: hlog},
+		baseTLS:  tlsConfig.Clone(),
+		metrics:  o.metrics,
 		inflight: newTracker(),
+		retired:  map[net.Listener]bool{},
+		fail:     make(chan error, 1),
 	}
-	if err := s.buildSites(logger, stdLog); err != nil {
+	s.drainTimeout.Store(int64(o.drainTimeout))
+	s.stdLog = newStdLog(hlog, s.handshakeFailed)
+	gen, _, err := s.buildGeneration(cfg.Sites, nil)
+	if err != nil {
 		return nil, err
 	}
+	s.gen.Store(gen)
+	s.redirector.Store(newRedirector(o.redirectPort, gen.sites))
 	s.baseCtx, s.cancel = context.WithCancel(context.Background())
-	table := newSiteTable(s.sites)
 
 	var protos http.Protocols
 	protos.SetHTTP1(true)
 	protos.SetHTTP2(true)
 	s.https = &http.Server{
-		Handler:     &front{sites: table, inflight: s.inflight, log: log},
-		TLSConfig:   listenerTLS(tlsConfig, s.sites, table),
+		Handler:     &front{srv: s},
+		TLSConfig:   s.listenerTLS(),
 		ConnContext: withConn,
+		ConnState:   s.connState,
 		Protocols:   &protos,
 		// ReadHeaderTimeout also bounds the TLS handshake. No ReadTimeout
 		// or WriteTimeout: they would cut long uploads and downloads.
 		ReadHeaderTimeout: o.readHeaderTimeout,
 		IdleTimeout:       o.idleTimeout,
 		MaxHeaderBytes:    o.maxHeaderBytes,
-		ErrorLog:          stdLog,
+		ErrorLog:          s.stdLog,
 		BaseContext:       func(net.Listener) context.Context { return s.baseCtx },
 	}
-	if cfg.RedirectListen != "" {
-		s.redirect = &http.Server{
-			// Handler is set by Listen, once the HTTPS port is known.
-			ReadHeaderTimeout: o.readHeaderTimeout,
-			ReadTimeout:       redirectTimeout,
-			WriteTimeout:      redirectTimeout,
-			IdleTimeout:       o.idleTimeout,
-			MaxHeaderBytes:    o.maxHeaderBytes,
-			ErrorLog:          stdLog,
-			BaseContext:       func(net.Listener) context.Context { return s.baseCtx },
+	var redirect http.Handler = redirectSwitch{s}
+	if o.challenge != nil {
+		if wrapped := o.challenge(redirect); wrapped != nil {
+			redirect = wrapped
 		}
+	}
+	s.redirect = &http.Server{
+		Handler:           redirect,
+		ReadHeaderTimeout: o.readHeaderTimeout,
+		ReadTimeout:       redirectTimeout,
+		WriteTimeout:      redirectTimeout,
+		IdleTimeout:       o.idleTimeout,
+		MaxHeaderBytes:    o.maxHeaderBytes,
+		ErrorLog:          s.stdLog,
+		BaseContext:       func(net.Listener) context.Context { return s.baseCtx },
 	}
 	return s, nil
 }
 
-// buildSites makes the sites from the configuration: upstream transports
-// and TLS, client certificate roots, sticky ids and reverse proxies.
-func (s *Server) buildSites(logger *zap.Logger, stdLog *log.Logger) error {
-	var stickyKey []byte
-	for _, sc := range s.cfg.Sites {
-		if sc.Sticky.Cookie != "" {
-			key, err := loadStickyKey(s.opts.stickyKeyFile)
-			if err != nil {
-				return fmt.Errorf("sticky sessions: %w", err)
+// buildGeneration makes the sites of a configuration: those whose
+// configuration equals a site of prev are carried over, the others are
+// built (upstream transports and TLS, client certificate roots, sticky ids,
+// reverse proxies). fresh lists the sites built anew.
+func (s *Server) buildGeneration(cfgs []configs.Site, prev *generation) (gen *generation, fresh []*site, err error) {
+	if len(cfgs) == 0 {
+		return nil, nil, errors.New("http.sites: no site configured")
+	}
+	var reusable []*site
+	if prev != nil {
+		reusable = append(reusable, prev.sites...)
+	}
+	gen = &generation{}
+	defer func() {
+		if err != nil {
+			for _, st := range fresh {
+				st.closeIdle()
 			}
-			stickyKey = key
-			break
+		}
+	}()
+	for i, sc := range cfgs {
+		if j := indexOfSite(reusable, sc); j >= 0 {
+			gen.sites = append(gen.sites, reusable[j])
+			reusable = append(reusable[:j], reusable[j+1:]...)
+			continue
+		}
+		st, err := s.buildSite(i, sc)
+		if err != nil {
+			return nil, fresh, err
+		}
+		fresh = append(fresh, st)
+		gen.sites = append(gen.sites, st)
+	}
+	gen.table = newSiteTable(gen.sites)
+	for _, st := range gen.sites {
+		if st.tlsH2 != nil || st.tlsH1 != nil {
+			gen.tlsNeeded = true
 		}
 	}
-	pool := &bufferPool{}
-	eh := &errorHandler{log: s.log}
-	for i, sc := range s.cfg.Sites {
-		st, err := newSite(i, sc)
+	return gen, fresh, nil
+}
+
+// buildSite makes one site ready to serve.
+func (s *Server) buildSite(i int, sc configs.Site) (*site, error) {
+	st, err := newSite(i, sc)
+	if err != nil {
+		return nil, err
+	}
+	st.log = s.log
+	st.metrics = s.metrics
+	key := fmt.Sprintf("http.sites[%d]", i)
+	if err := st.setClientAuth(sc.ClientAuth, key); err != nil {
+		return nil, err
+	}
+	if err := st.buildPools(&s.opts, s.root); err != nil {
+		return nil, err
+	}
+	if sc.Sticky.Cookie != "" {
+		key, err := s.loadStickyKey()
 		if err != nil {
-			return err
-		}
-		st.log = s.log
-		key := fmt.Sprintf("http.sites[%d]", i)
-		if err := st.setClientAuth(sc.ClientAuth, key); err != nil {
-			return err
-		}
-		if err := st.buildPools(&s.opts, logger); err != nil {
-			return err
+			return nil, fmt.Errorf("sticky sessions: %w", err)
 		}
 		for _, u := range st.upstreams {
-			if stickyKey != nil {
-				u.id = stickyID(stickyKey, st.name, u.raw)
-			}
+			u.id = stickyID(key, st.name, u.raw)
 		}
-		st.proxy = newReverseProxy(st, pool, stdLog, eh.serve)
-		s.sites = append(s.sites, st)
 	}
-	return nil
+	st.proxy = newReverseProxy(st, s.pool, s.stdLog, s.eh.serve)
+	s.prepareSiteTLS(st)
+	return st, nil
+}
+
+// loadStickyKey returns the key of sticky cookies, reading or creating it
+// the first time a site needs it.
+func (s *Server) loadStickyKey() ([]byte, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stickyKey == nil {
+		key, err := loadStickyKey(s.opts.stickyKeyFile)
+		if err != nil {
+			return nil, err
+		}
+		s.stickyKey = key
+	}
+	return s.stickyKey, nil
 }
 
 // Listen binds http.listen and, unless it is empty, http.redirect_listen,
@@ -181,32 +277,35 @@ func (s *Server) Listen() error {
 	if err != nil {
 		return fmt.Errorf("http.listen: %w", err)
 	}
-	fields := []zap.Field{zap.Stringer("https_addr", ln.Addr()), zap.Int("sites", len(s.sites))}
-	if s.redirect != nil {
+	gen := s.gen.Load()
+	fields := []zap.Field{zap.Stringer("https_addr", ln.Addr()), zap.Int("sites", len(gen.sites))}
+	if s.cfg.RedirectListen != "" {
 		rln, err := net.Listen("tcp", s.cfg.RedirectListen)
 		if err != nil {
 			_ = ln.Close()
 			return fmt.Errorf("http.redirect_listen: %w", err)
 		}
-		port := s.opts.redirectPort
-		if port == 0 {
-			if a, ok := ln.Addr().(*net.TCPAddr); ok {
-				port = a.Port
-			}
-		}
-		var h http.Handler = newRedirector(port, s.sites)
-		if s.opts.challenge != nil {
-			if wrapped := s.opts.challenge(h); wrapped != nil {
-				h = wrapped
-			}
-		}
-		s.redirect.Handler = h
 		s.redirectLn = rln
 		fields = append(fields, zap.Stringer("redirect_addr", rln.Addr()))
 	}
 	s.httpsLn = ln
+	s.redirector.Store(newRedirector(s.redirectPortLocked(), gen.sites))
 	s.log.Info("listening", fields...)
 	return nil
+}
+
+// redirectPortLocked is the HTTPS port put into redirects: the configured
+// one, else the bound one.
+func (s *Server) redirectPortLocked() int {
+	if s.opts.redirectPort != 0 {
+		return s.opts.redirectPort
+	}
+	if s.httpsLn != nil {
+		if a, ok := s.httpsLn.Addr().(*net.TCPAddr); ok {
+			return a.Port
+		}
+	}
+	return 0
 }
 
 // HTTPSAddr is the bound HTTPS address, or nil before Listen.
@@ -249,50 +348,109 @@ func (s *Server) Serve(ctx context.Context) error {
 			return err
 		}
 	}
+	s.metrics.attach(s)
+	defer s.metrics.detach(s)
 
-	var checks sync.WaitGroup
 	checkCtx, stopChecks := context.WithCancel(s.baseCtx)
 	defer func() {
 		stopChecks()
-		checks.Wait()
+		s.checks.Wait()
 	}()
-	for _, st := range s.sites {
-		st.runHealthChecks(checkCtx, &checks)
+	s.mu.Lock()
+	s.serving = true
+	s.checkCtx = checkCtx
+	for _, st := range s.gen.Load().sites {
+		st.startChecks(checkCtx, &s.checks)
 	}
-
-	errc := make(chan error, 2)
-	jobs := 1
-	ln := &connListener{Listener: s.httpsLn, writeIdle: s.opts.writeIdleTimeout}
-	go func() { errc <- serveResult("https", s.httpsLn, s.https.ServeTLS(ln, "", "")) }()
+	s.serveHTTPSLocked(s.httpsLn)
 	if s.redirectLn != nil {
-		jobs++
-		go func() { errc <- serveResult("redirect", s.redirectLn, s.redirect.Serve(s.redirectLn)) }()
+		s.serveRedirectLocked(s.redirectLn)
 	}
+	s.mu.Unlock()
 
 	var failed error
 	select {
 	case <-ctx.Done():
-	case failed = <-errc:
-		jobs--
-		if failed != nil {
-			s.log.Error("listener failed", zap.Error(failed))
-		}
+	case failed = <-s.fail:
+		s.log.Error("listener failed", zap.Error(failed))
 	}
+	s.mu.Lock()
+	s.serving, s.stopped = false, true
+	s.mu.Unlock()
 	s.shutdown()
-	for ; jobs > 0; jobs-- {
-		if err := <-errc; err != nil && failed == nil {
-			failed = err
-		}
-	}
+	s.lnWG.Wait()
 	return failed
 }
 
-func serveResult(name string, ln net.Listener, err error) error {
-	if errors.Is(err, http.ErrServerClosed) {
-		return nil
-	}
-	return fmt.Errorf("serving %s on %s: %w", name, ln.Addr(), err)
+// serveHTTPSLocked serves the HTTPS listener ln on its own goroutine.
+func (s *Server) serveHTTPSLocked(ln net.Listener) {
+	wrapped := &connListener{Listener: ln, writeIdle: s.opts.writeIdleTimeout, srv: s}
+	s.goServeLocked("https", ln, func() error { return s.https.ServeTLS(wrapped, "", "") })
 }
+
+// serveRedirectLocked serves the redirect listener ln on its own goroutine.
+func (s *Server) serveRedirectLocked(ln net.Listener) {
+	s.goServeLocked("redirect", ln, func() error { return s.redirect.Serve(ln) })
+}
+
+func (s *Server) goServeLocked(name string, ln net.Listener, serve func() error) {
+	s.lnWG.Add(1)
+	go func() {
+		defer s.lnWG.Done()
+		err := serve()
+		s.mu.Lock()
+		retired := s.retired[ln]
+		delete(s.retired, ln)
+		s.mu.Unlock()
+		if retired || err == nil || errors.Is(err, http.ErrServerClosed) {
+			return
+		}
+		select {
+		case s.fail <- fmt.Errorf("serving %s on %s: %w", name, ln.Addr(), err):
+		default:
+		}
+	}()
+}
+
+// SetDrainTimeout changes how long the drain at the end of Serve lets
+// requests finish (drain_timeout changed by a reload). Zero or negative cuts
+// them at once.
+func (s *Server) SetDrainTimeout(d time.Duration) { s.drainTimeout.Store(int64(max(d, 0))) }
+
+// InFlight is the number of requests being served now.
+func (s *Server) InFlight() int { return s.inflight.count() }
+
+// CutAtDrain is the number of requests the drain cut because they were
+// still running when the drain timeout ran out; read it after Serve returns.
+func (s *Server) CutAtDrain() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.cut
+}
+
+// UnhealthySites names the sites none of whose upstreams is healthy now
+// (every one put aside by the active or passive health check), for a
+// readiness check; nil when each site has at least one.
+func (s *Server) UnhealthySites() []string {
+	now := time.Now().UnixNano()
+	var out []string
+	for _, st := range s.gen.Load().sites {
+		ok := false
+		for _, u := range st.upstreams {
+			if u.healthy(now) {
+				ok = true
+				break
+			}
+		}
+		if !ok {
+			out = append(out, st.name)
+		}
+	}
+	return out
+}
+
+// currentSites is the site list in force (tests).
+func (s *Server) currentSites() []*site { return s.gen.Load().sites }
 
 // shutdown drains both servers for up to the drain timeout, then cuts what
 // is left.
@@ -301,15 +459,14 @@ func (s *Server) shutdown() {
 		s.onShutdown()
 	}
 	start := time.Now()
-	s.log.Info("shutting down", zap.Duration("drain_timeout", s.opts.drainTimeout),
+	timeout := time.Duration(s.drainTimeout.Load())
+	s.log.Info("shutting down", zap.Duration("drain_timeout", timeout),
 		zap.Int("requests_in_flight", s.inflight.count()))
-	ctx, cancel := context.WithTimeout(context.Background(), s.opts.drainTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 
 	var wg sync.WaitGroup
-	if s.redirect != nil {
-		wg.Go(func() { _ = s.redirect.Shutdown(ctx) })
-	}
+	wg.Go(func() { _ = s.redirect.Shutdown(ctx) })
 	// Shutdown closes the listener and idle connections, sends HTTP/2
 	// GOAWAY and waits for active connections; it does not wait for
 	// hijacked ones, which the tracker still counts.
@@ -319,18 +476,17 @@ func (s *Server) shutdown() {
 	}
 	wg.Wait()
 
+	cut := 0
 	if err != nil {
-		cut := s.inflight.count()
+		cut = s.inflight.count()
 		s.log.Warn("drain timeout exceeded, closing connections",
-			zap.Duration("drain_timeout", s.opts.drainTimeout), zap.Int("requests_cut", cut))
+			zap.Duration("drain_timeout", timeout), zap.Int("requests_cut", cut))
 		// Close connections first so that a cut request ends as a broken
 		// connection, not as a 502 page that looks like an upstream fault;
 		// then cancel request contexts, which ends upstream round trips
 		// and the copy loops of upgraded connections.
 		_ = s.https.Close()
-		if s.redirect != nil {
-			_ = s.redirect.Close()
-		}
+		_ = s.redirect.Close()
 		s.cancel()
 		graceCtx, graceCancel := context.WithTimeout(context.Background(), closeGrace)
 		if s.inflight.wait(graceCtx) != nil {
@@ -340,8 +496,32 @@ func (s *Server) shutdown() {
 	} else {
 		s.log.Info("shut down", zap.Duration("duration", time.Since(start)))
 	}
+	s.mu.Lock()
+	s.cut = cut
+	s.mu.Unlock()
 	s.cancel()
-	for _, st := range s.sites {
+	for _, st := range s.gen.Load().sites {
+		st.closeIdle()
+	}
+}
+
+// Close releases a Server that never served (a reload that was refused
+// after building it): its sockets and upstream connections. A Server that
+// has served stops through Serve's context instead; Close then does nothing.
+func (s *Server) Close() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.served {
+		return
+	}
+	s.served, s.stopped = true, true
+	for _, ln := range []net.Listener{s.httpsLn, s.redirectLn} {
+		if ln != nil {
+			_ = ln.Close()
+		}
+	}
+	s.cancel()
+	for _, st := range s.gen.Load().sites {
 		st.closeIdle()
 	}
 }

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
@@ -23,7 +24,8 @@ import (
 // from the configuration alone; Server.New adds transports, TLS and the
 // reverse proxy.
 type site struct {
-	name         string // the first configured host, for logs
+	cfg          configs.Site // as configured: a reload keeps the site when it is unchanged
+	name         string       // the first configured host, for logs and metrics
 	hosts        []string
 	upstreams    []*upstream
 	next         atomic.Uint64 // round-robin cursor
@@ -31,6 +33,11 @@ type site struct {
 	preserveHost bool
 	proxy        *httputil.ReverseProxy
 	log          *zap.Logger
+	metrics      *Metrics // nil: none
+	accessQuery  bool     // access_log_query
+
+	// checkCancel stops the site's health checks; nil when none run.
+	checkCancel context.CancelFunc
 
 	// windowsAuth pins client connections that start NTLM or Negotiate
 	// to a dedicated upstream connection (winauth.go). h1Only is set the
@@ -95,6 +102,8 @@ func newSite(i int, cfg configs.Site) (*site, error) {
 		return nil, fmt.Errorf("%s.upstreams: no upstream", key)
 	}
 	s := &site{
+		cfg:          cfg,
+		accessQuery:  cfg.AccessLogQuery,
 		name:         cfg.Hosts[0],
 		hosts:        cfg.Hosts,
 		preserveHost: cfg.PreserveHost,

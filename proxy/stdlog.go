@@ -13,11 +13,17 @@ import (
 // constant message and a level: TLS handshake failures are debug (scanners
 // and clients that distrust the certificate make them all day), accept
 // failures warn, handler panics are errors, everything else is debug.
-func newStdLog(l *zap.Logger) *log.Logger {
-	return log.New(stdlogWriter{l}, "", 0)
+//
+// onHandshake, when not nil, is told the text of each failed TLS handshake
+// (for the handshake metrics).
+func newStdLog(l *zap.Logger, onHandshake func(detail string)) *log.Logger {
+	return log.New(stdlogWriter{l, onHandshake}, "", 0)
 }
 
-type stdlogWriter struct{ log *zap.Logger }
+type stdlogWriter struct {
+	log         *zap.Logger
+	onHandshake func(detail string)
+}
 
 const handshakePrefix = "http: TLS handshake error from "
 
@@ -25,8 +31,11 @@ func (w stdlogWriter) Write(p []byte) (int, error) {
 	msg := strings.TrimSpace(string(p))
 	switch {
 	case strings.HasPrefix(msg, handshakePrefix):
+		remote, detail, _ := strings.Cut(msg[len(handshakePrefix):], ": ")
+		if w.onHandshake != nil {
+			w.onHandshake(detail)
+		}
 		if ce := w.log.Check(zapcore.DebugLevel, "tls handshake failed"); ce != nil {
-			remote, detail, _ := strings.Cut(msg[len(handshakePrefix):], ": ")
 			ce.Write(zap.String("remote", remote), zap.String("error", detail))
 		}
 	case strings.HasPrefix(msg, "http: Accept error"):

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -93,10 +94,12 @@ func stripConnAuth(h http.Header) {
 	}
 }
 
-// connListener wraps each accepted TCP connection in a clientConn.
+// connListener wraps each accepted TCP connection in a clientConn, and
+// counts it in the Server's open connections.
 type connListener struct {
 	net.Listener
 	writeIdle time.Duration
+	srv       *Server // nil outside a Server (tests of parts)
 }
 
 func (l *connListener) Accept() (net.Conn, error) {
@@ -104,7 +107,13 @@ func (l *connListener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &clientConn{Conn: c, writeIdle: l.writeIdle}, nil
+	cc := &clientConn{Conn: c, writeIdle: l.writeIdle}
+	if srv := l.srv; srv != nil {
+		srv.conns.Add(1)
+		srv.metrics.connAccepted()
+		cc.onClose = func() { srv.conns.Add(-1) }
+	}
+	return cc, nil
 }
 
 // clientConn is one client TCP connection (below TLS). It carries the pins
@@ -114,6 +123,11 @@ func (l *connListener) Accept() (net.Conn, error) {
 type clientConn struct {
 	net.Conn
 	writeIdle time.Duration
+	onClose   func() // called once, at the first Close; may be nil
+
+	// handshakeCounted is set once the TLS handshake has been counted
+	// (Server.connState).
+	handshakeCounted atomic.Bool
 
 	mu     sync.Mutex
 	closed bool
@@ -141,10 +155,14 @@ func (c *clientConn) Write(p []byte) (int, error) {
 // Close closes the client connection and every pinned upstream connection.
 func (c *clientConn) Close() error {
 	c.mu.Lock()
+	first := !c.closed
 	c.closed = true
 	pins := c.pins
 	c.pins = nil
 	c.mu.Unlock()
+	if first && c.onClose != nil {
+		c.onClose()
+	}
 	for _, p := range pins {
 		p.close()
 	}

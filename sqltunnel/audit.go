@@ -18,6 +18,7 @@ type auditRecord struct {
 	clientEncryption string // the client's PRELOGIN ENCRYPTION, as sent
 	answered         string // the gateway's answer
 	clientTLS        *tls.ConnectionState
+	plain            bool // no TLS by policy: a loopback client under allow_plaintext_loopback
 	mars             bool // MARS agreed by client and upstream
 
 	login      *tds.Login7
@@ -118,6 +119,11 @@ func (s *session) logLogin() {
 	}
 	f = append(f, zap.Duration("login_duration", time.Since(a.loginStart)))
 	s.log.Info("sql login", f...)
+	outcome := a.outcome
+	if outcome == "" {
+		outcome = "unknown"
+	}
+	s.l.opts.metrics.login(s.l.cfg.Name, outcome)
 }
 
 // appendTLS adds side_tls_version and side_tls_cipher ("none" without TLS).

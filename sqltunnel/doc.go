@@ -15,6 +15,12 @@
 // login") with safe fields only: never passwords, SSPI blobs, FedAuth tokens
 // or session-recovery data.
 //
+// For operations, a Listener counts connections, logins, handshakes and
+// bytes in a Metrics collector shared by every listener (metrics.go), and a
+// configuration reload replaces listeners without refusing a connection:
+// Retire stops one accepting while its open sessions go on, and hands its
+// socket to the replacement's Adopt when the address stays (retire.go).
+//
 // It does not authenticate users, rewrite SQL, follow routing ENVCHANGEs
 // (it refuses them), answer SQL Browser queries, or obtain certificates
 // (tlsmgr does); the wire codec lives in sqltunnel/tds and the TDS 7.x

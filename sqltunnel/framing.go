@@ -25,22 +25,28 @@ const (
 // errBadFrame wraps framing errors the codec has no sentinel for.
 var errBadFrame = errors.New("bad frame")
 
-// framePool holds the per-direction relay buffers: bounded memory, one
-// frame per direction, reused across sessions.
+// framePool holds the relay's frame buffers: bounded memory, at most one
+// frame per direction of a session, reused across sessions.
 var framePool = sync.Pool{New: func() any { return new([maxFrame]byte) }}
 
 // framer reads whole frames (TDS packets, or SMP packets when smp is set)
 // from r into buf, so that each can be written on the other leg in exactly
 // one Write call. Like tds.Reader it consumes exactly the bytes it returns.
+//
+// The frame buffer is taken from framePool only once a frame's header has
+// arrived, and given back at the next call: a session waiting for its next
+// request (most sessions of a connection pool, most of the time) holds no
+// frame buffer at all, instead of two of 32 KiB.
 type framer struct {
 	r         io.Reader
-	buf       *[maxFrame]byte
-	maxPacket int  // largest TDS packet accepted, header included
-	smp       bool // accept SMP packets (MARS negotiated)
+	hdr       [tds.HeaderLen]byte // the header being waited for
+	buf       *[maxFrame]byte     // the current frame, or nil
+	maxPacket int                 // largest TDS packet accepted, header included
+	smp       bool                // accept SMP packets (MARS negotiated)
 }
 
 func newFramer(r io.Reader, maxPacket int, smp bool) *framer {
-	return &framer{r: r, buf: framePool.Get().(*[maxFrame]byte), maxPacket: maxPacket, smp: smp}
+	return &framer{r: r, maxPacket: maxPacket, smp: smp}
 }
 
 // release returns the buffer to the pool; the framer must not be used after.
@@ -51,14 +57,17 @@ func (f *framer) release() {
 	}
 }
 
-// next reads one frame. The slice aliases the framer's buffer until the next
-// call. A stream that ends cleanly between frames returns io.EOF; inside a
-// frame, io.ErrUnexpectedEOF.
+// next reads one frame. The slice aliases a pooled buffer until the next
+// call (or release). A stream that ends cleanly between frames returns
+// io.EOF; inside a frame, io.ErrUnexpectedEOF.
 func (f *framer) next() ([]byte, error) {
-	b := f.buf[:]
-	if _, err := io.ReadFull(f.r, b[:tds.HeaderLen]); err != nil {
+	f.release() // the previous frame has been used
+	if _, err := io.ReadFull(f.r, f.hdr[:tds.HeaderLen]); err != nil {
 		return nil, err
 	}
+	f.buf = framePool.Get().(*[maxFrame]byte)
+	b := f.buf[:]
+	copy(b, f.hdr[:tds.HeaderLen])
 	n, have := 0, tds.HeaderLen
 	if f.smp && b[0] == smpID {
 		if err := readRest(f.r, b[tds.HeaderLen:smpHeaderLen]); err != nil {

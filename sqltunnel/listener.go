@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
 	"github.com/gateway-project/gateway/configs"
@@ -38,9 +39,21 @@ type Listener struct {
 	ln       net.Listener
 	sessions map[*session]struct{}
 	wg       sync.WaitGroup // one per session goroutine
+	serving  bool           // Serve has started
+	handOff  bool           // Retire(true) took the socket: Serve must not close it
+	closed   int            // sessions the last drain closed
+
+	acceptDone chan struct{} // closed when the accept loop has returned
 
 	nextID atomic.Uint64
 	active atomic.Int64
+
+	retired      atomic.Bool  // Retire was called: no more accepting
+	upstreamDown atomic.Bool  // the last upstream dial failed
+	drainTimeout atomic.Int64 // time.Duration; see SetDrainTimeout
+
+	// bytesUp and bytesDown count relayed bytes in Metrics; nil without.
+	bytesUp, bytesDown prometheus.Counter
 }
 
 // New checks cfg and builds a Listener; nothing is bound until Listen.
@@ -59,11 +72,14 @@ func New(cfg configs.SQLListener, opts ...Option) (*Listener, error) {
 		return nil, fmt.Errorf("sqltunnel: listener %s: no server TLS configuration (WithServerTLS)", cfg.Name)
 	}
 	l := &Listener{
-		cfg:      cfg,
-		opts:     o,
-		log:      o.logger.Named("sqltunnel").With(zap.String("listener", cfg.Name)),
-		sessions: map[*session]struct{}{},
+		cfg:        cfg,
+		opts:       o,
+		log:        o.logger.Named("sqltunnel").With(zap.String("listener", cfg.Name)),
+		sessions:   map[*session]struct{}{},
+		acceptDone: make(chan struct{}),
 	}
+	l.drainTimeout.Store(int64(o.drainTimeout))
+	l.bytesUp, l.bytesDown = o.metrics.byteCounters(cfg.Name)
 	l.tds7TLS = serverConfig(o.serverTLS())
 	l.tds8TLS = serverConfig(o.serverTLS(alpnTDS8))
 	if l.tds7TLS == nil || l.tds8TLS == nil {
@@ -185,8 +201,10 @@ func (l *Listener) Addr() net.Addr {
 
 // Serve accepts and serves connections until ctx ends, then stops accepting,
 // lets sessions finish for up to the drain timeout, closes the rest (logging
-// how many) and returns nil. It returns an error if the listener cannot be
-// bound or fails for good. Serve may be called once.
+// how many) and returns nil. After Retire it returns once the sessions open
+// at that moment have ended by themselves (or, if ctx ends first, after the
+// same bounded drain). It returns an error if the listener cannot be bound
+// or fails for good. Serve may be called once.
 func (l *Listener) Serve(ctx context.Context) error {
 	if l.Addr() == nil {
 		if err := l.Listen(); err != nil {
@@ -194,13 +212,27 @@ func (l *Listener) Serve(ctx context.Context) error {
 		}
 	}
 	l.mu.Lock()
+	if l.serving {
+		l.mu.Unlock()
+		return fmt.Errorf("sqltunnel: listener %s: Serve called more than once", l.cfg.Name)
+	}
+	l.serving = true
 	ln := l.ln
 	l.mu.Unlock()
+	l.opts.metrics.attach(l)
+	defer l.opts.metrics.detach(l)
 
 	// Sessions outlive ctx during the drain; hardStop ends them after it.
 	sessCtx, hardStop := context.WithCancel(context.WithoutCancel(ctx))
 	defer hardStop()
-	stop := context.AfterFunc(ctx, func() { _ = ln.Close() })
+	stop := context.AfterFunc(ctx, func() {
+		l.mu.Lock()
+		handOff := l.handOff
+		l.mu.Unlock()
+		if !handOff {
+			_ = ln.Close()
+		}
+	})
 	defer stop()
 
 	l.log.Info("sql listener ready",
@@ -210,9 +242,22 @@ func (l *Listener) Serve(ctx context.Context) error {
 		zap.String("upstream_encryption", l.cfg.Upstream.Encryption),
 		zap.String("upstream_verify", l.verifyMode))
 
-	err := l.acceptLoop(ctx, sessCtx, ln)
-	l.drain(hardStop)
-	if ctx.Err() != nil {
+	var err error
+	if !l.retired.Load() {
+		err = l.acceptLoop(ctx, sessCtx, ln)
+	}
+	close(l.acceptDone)
+	sessionsDone := make(chan struct{})
+	go func() { l.wg.Wait(); close(sessionsDone) }()
+	if l.retired.Load() && ctx.Err() == nil {
+		// Retired by a reload: sessions run until they end by themselves.
+		select {
+		case <-sessionsDone:
+		case <-ctx.Done():
+		}
+	}
+	l.drain(hardStop, sessionsDone)
+	if ctx.Err() != nil || l.retired.Load() {
 		return nil
 	}
 	return err
@@ -223,7 +268,10 @@ func (l *Listener) acceptLoop(ctx, sessCtx context.Context, ln net.Listener) err
 	for {
 		c, err := ln.Accept()
 		if err != nil {
-			if ctx.Err() != nil {
+			if ctx.Err() != nil || l.retired.Load() {
+				if c != nil {
+					_ = c.Close()
+				}
 				return nil
 			}
 			if errors.Is(err, net.ErrClosed) {
@@ -247,6 +295,7 @@ func (l *Listener) acceptLoop(ctx, sessCtx context.Context, ln net.Listener) err
 			l.log.Warn("connection limit reached; closing connection",
 				zap.Stringer("remote", c.RemoteAddr()), zap.Int("max_conns", limit))
 			_ = c.Close()
+			l.opts.metrics.connection(l.cfg.Name, "unknown", "none", "none", "over_limit")
 			continue
 		}
 		l.start(sessCtx, c)
@@ -276,16 +325,16 @@ func (l *Listener) finish(s *session) {
 	l.active.Add(-1)
 }
 
-// drain waits for the sessions for up to the drain timeout, then closes the
-// remaining ones and waits for their goroutines.
-func (l *Listener) drain(hardStop context.CancelFunc) {
-	done := make(chan struct{})
-	go func() { l.wg.Wait(); close(done) }()
+// drain waits for the sessions (done is closed when they have all ended)
+// for up to the drain timeout, then closes the remaining ones and waits for
+// their goroutines.
+func (l *Listener) drain(hardStop context.CancelFunc, done <-chan struct{}) {
+	timeout := time.Duration(l.drainTimeout.Load())
 	n := l.active.Load()
 	if n > 0 {
-		l.log.Info("draining sql sessions", zap.Int64("sessions", n), zap.Duration("drain_timeout", l.opts.drainTimeout))
+		l.log.Info("draining sql sessions", zap.Int64("sessions", n), zap.Duration("drain_timeout", timeout))
 	}
-	t := time.NewTimer(l.opts.drainTimeout)
+	t := time.NewTimer(timeout)
 	defer t.Stop()
 	select {
 	case <-done:
@@ -299,6 +348,7 @@ func (l *Listener) drain(hardStop context.CancelFunc) {
 	for s := range l.sessions {
 		s.closeAll()
 	}
+	l.closed = closed
 	l.mu.Unlock()
 	<-done
 	l.log.Warn("sql listener stopped; closed sessions still open after the drain timeout", zap.Int("closed_sessions", closed))

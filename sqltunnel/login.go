@@ -134,6 +134,9 @@ func (s *session) login(client leg, up *pending, refuse *refusal) {
 		case r.final && reply.ack != nil:
 			_ = client.conn.SetDeadline(time.Time{})
 			_ = u.raw.SetDeadline(time.Time{})
+			// The relay has framers of its own; holding this one's
+			// buffer would cost a 32 KiB frame per session for its life.
+			uf.release()
 			// After a login with MARS on both sides, framing is SMP.
 			s.relay(client, upLeg, reply.relayPacketSize(login), s.audit.mars)
 			return

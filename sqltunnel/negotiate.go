@@ -12,6 +12,7 @@ import (
 	"github.com/gateway-project/gateway/configs"
 	"github.com/gateway-project/gateway/sqltunnel/tds"
 	"github.com/gateway-project/gateway/sqltunnel/tdstls"
+	"github.com/gateway-project/gateway/tlsmgr"
 )
 
 // maxPreloginSize caps a PRELOGIN message. Real ones are under 100 bytes;
@@ -84,7 +85,9 @@ func (s *session) serveTDS7(ctx, hctx context.Context, pc *peekConn) {
 	secured := s.goUpstream(ctx, up, (*upstream).secure)
 
 	client := leg{conn: pc, raw: s.raw}
-	if p != planPlain {
+	if p == planPlain {
+		s.audit.plain = true
+	} else {
 		tc, err := tdstls.Server(hctx, pc, s.l.tds7TLS)
 		if err != nil {
 			secured.abort()
@@ -96,6 +99,7 @@ func (s *session) serveTDS7(ctx, hctx context.Context, pc *peekConn) {
 					zap.String("client_encryption", s.audit.clientEncryption),
 					zap.String("answered", s.audit.answered),
 					zap.Stringer("packet_type", unexpected.Type))
+				s.ended("refused_encryption")
 				return
 			}
 			s.handshakeFailed(err)
@@ -104,6 +108,7 @@ func (s *session) serveTDS7(ctx, hctx context.Context, pc *peekConn) {
 		client.conn = tc
 		cs := tc.ConnectionState()
 		s.audit.clientTLS = &cs
+		s.l.opts.metrics.handshake(s.l.cfg.Name, tlsmgr.HandshakeVersion(cs.Version), tlsmgr.HandshakeOK)
 	}
 	var refuse *refusal
 	if p == planRefuseStrict {
@@ -128,6 +133,7 @@ func (s *session) serveTDS8(ctx, hctx context.Context, pc *peekConn) {
 	}
 	cs := tc.ConnectionState()
 	s.audit.clientTLS = &cs
+	s.l.opts.metrics.handshake(s.l.cfg.Name, tlsmgr.HandshakeVersion(cs.Version), tlsmgr.HandshakeOK)
 
 	pl, ok := s.readClientPrelogin(tc)
 	if !ok {
@@ -216,6 +222,8 @@ func buildAnswer(enc tds.Encryption, client *tds.Prelogin, up *upstream) *tds.Pr
 }
 
 func (s *session) handshakeFailed(err error) {
+	s.ended("handshake_failed")
+	s.l.opts.metrics.handshake(s.l.cfg.Name, tlsmgr.HandshakeVersion(0), tlsmgr.HandshakeFailure(err))
 	var ne interface{ Timeout() bool }
 	if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, context.DeadlineExceeded) {
 		s.log.Warn("client TLS handshake timed out; closing", zap.String("dialect", s.audit.dialect), zap.Error(err))

@@ -60,6 +60,7 @@ type options struct {
 	loginTimeout     time.Duration
 	dialTimeout      time.Duration
 	drainTimeout     time.Duration
+	metrics          *Metrics
 }
 
 func defaultOptions() options {
@@ -160,4 +161,11 @@ func deadline(now time.Time, d time.Duration) time.Time {
 		return time.Time{}
 	}
 	return now.Add(d)
+}
+
+// WithMetrics makes the listener count its connections, logins, handshakes
+// and bytes in m, which is shared by every listener of the process. Nil (the
+// default) records nothing.
+func WithMetrics(m *Metrics) Option {
+	return func(o *options) { o.metrics = m }
 }

@@ -6,7 +6,6 @@ import (
 	"io"
 	"net"
 	"runtime/debug"
-	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -31,7 +30,7 @@ func (s *session) relay(client, upstream leg, maxPacket int, smp bool) {
 		err  error
 	}
 	done := make(chan result, 2)
-	pipe := func(from string, dst, src leg, n *atomic.Int64) {
+	pipe := func(from string, dst, src leg, n *byteCount) {
 		f := newFramer(src.conn, maxPacket, smp)
 		defer f.release()
 		var err error
@@ -87,7 +86,8 @@ func (s *session) relay(client, upstream leg, maxPacket int, smp bool) {
 
 // copyFrames reads frames from f and writes each to dst in one Write. It
 // returns nil when the source ends cleanly between frames.
-func copyFrames(dst net.Conn, f *framer, n *atomic.Int64) error {
+// n counts the bytes written (a *byteCount, or an *atomic.Int64).
+func copyFrames(dst net.Conn, f *framer, n interface{ Add(int64) int64 }) error {
 	for {
 		frame, err := f.next()
 		if err != nil {

@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
 	"github.com/gateway-project/gateway/sqltunnel/tds"
@@ -36,8 +37,27 @@ type session struct {
 	closed bool
 
 	audit                auditRecord
-	toUpstream, toClient atomic.Int64 // TDS bytes written to each side
+	toUpstream, toClient byteCount // TDS bytes written to each side
+	// result is why the connection ended before a login outcome was
+	// known (handshake_failed, malformed, ...), for the metrics.
+	result string
 }
+
+// byteCount counts a session's bytes in one direction, and the listener's
+// Prometheus counter for that direction when there is one.
+type byteCount struct {
+	n atomic.Int64
+	c prometheus.Counter
+}
+
+func (b *byteCount) Add(n int64) int64 {
+	if b.c != nil {
+		b.c.Add(float64(n))
+	}
+	return b.n.Add(n)
+}
+
+func (b *byteCount) Load() int64 { return b.n.Load() }
 
 func newSession(l *Listener, c net.Conn) *session {
 	id := l.nextID.Add(1)
@@ -49,6 +69,7 @@ func newSession(l *Listener, c net.Conn) *session {
 		remote: c.RemoteAddr(),
 		conns:  []net.Conn{c},
 	}
+	s.toUpstream.c, s.toClient.c = l.bytesUp, l.bytesDown
 	s.log = l.log.With(zap.Stringer("remote", s.remote), zap.Uint64("conn_id", id))
 	return s
 }
@@ -80,6 +101,7 @@ func (s *session) closeAll() {
 func (s *session) serve(ctx context.Context) {
 	defer func() {
 		s.l.finish(s)
+		s.count()
 		s.log.Debug("connection ended", zap.Duration("duration", time.Since(s.start)))
 	}()
 	defer s.closeAll()
@@ -102,6 +124,7 @@ func (s *session) serve(ctx context.Context) {
 		if errors.Is(err, io.EOF) {
 			// Port probes (load balancers, monitoring) connect and close.
 			s.log.Debug("connection closed before sending anything")
+			s.ended("client_closed")
 		} else {
 			s.readFailed("reading the first byte", err)
 		}
@@ -116,7 +139,43 @@ func (s *session) serve(ctx context.Context) {
 		s.malformed("LOGIN7 before PRELOGIN", nil)
 	default:
 		s.log.Warn("not a TDS client; closing", zap.String("first_byte", fmt.Sprintf("0x%02x", first)))
+		s.ended("not_tds")
 	}
+}
+
+// ended notes why the connection ended before a login outcome, once.
+func (s *session) ended(result string) {
+	if s.result == "" {
+		s.result = result
+	}
+}
+
+// count adds the finished connection to the listener's metrics.
+func (s *session) count() {
+	m := s.l.opts.metrics
+	if m == nil {
+		return
+	}
+	a := &s.audit
+	outcome := a.outcome
+	if outcome == "" {
+		outcome = s.result
+	}
+	if outcome == "" {
+		outcome = "client_closed"
+	}
+	dialect := a.dialect
+	if dialect == "" {
+		dialect = "unknown"
+	}
+	negotiated := "none"
+	switch {
+	case a.clientTLS != nil:
+		negotiated = "tls"
+	case a.plain:
+		negotiated = "plain"
+	}
+	m.connection(s.l.cfg.Name, dialect, encryptionLabel(a.clientEncryption), negotiated, outcome)
 }
 
 // malformed logs a connection closed for bad or out-of-order input.
@@ -126,6 +185,7 @@ func (s *session) malformed(reason string, err error) {
 		fields = append(fields, zap.Error(err))
 	}
 	s.log.Warn("malformed TDS input; closing", fields...)
+	s.ended("malformed")
 }
 
 // readFailed logs a read that ended the pre-login or login phase: a peer
@@ -135,10 +195,13 @@ func (s *session) readFailed(what string, err error) {
 	switch {
 	case errors.Is(err, io.EOF):
 		s.log.Info("client closed the connection", zap.String("during", what))
+		s.ended("client_closed")
 	case errors.As(err, &ne) && ne.Timeout():
 		s.log.Warn("client timed out; closing", zap.String("during", what), zap.Error(err))
+		s.ended("timeout")
 	case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, net.ErrClosed):
 		s.log.Info("client connection ended", zap.String("during", what), zap.Error(err))
+		s.ended("client_closed")
 	default:
 		s.malformed(what, err)
 	}

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"crypto/tls"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"net"
 	"runtime/debug"
@@ -53,8 +54,12 @@ func (u *upstream) dial(ctx context.Context) {
 	c, err := u.s.l.opts.dialer.DialContext(ctx, "tcp", u.addr)
 	if err != nil {
 		u.err = upstreamUnreachable(u.addr, err)
+		if !errors.Is(ctx.Err(), context.Canceled) { // not the client leaving
+			u.s.l.upstreamReached(false, err)
+		}
 		return
 	}
+	u.s.l.upstreamReached(true, nil)
 	u.s.track(c)
 	u.raw, u.conn = c, c
 	_ = c.SetDeadline(u.deadline)

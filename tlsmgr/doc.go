@@ -8,7 +8,13 @@
 // ServerTLSConfig gives listeners one policy (TLS 1.2+, ECDHE with AEAD only);
 // ClientTLSConfig builds the verification used toward upstream servers (CA file,
 // SHA-256 pin, server name); PlanSources explains, without network access,
-// where each name's certificate will come from.
+// where each name's certificate will come from (PlanSourcesIn also reads the
+// expiry of certificates already in storage). Reconfigure applies a reloaded
+// configuration's operator certificates and names all at once; Metrics
+// (metrics.go) reports obtain, renew and reload outcomes and each name's
+// expiry, which Certificates also gives with the last outcome (/certs); the
+// TLS handshake counter and its failure reasons are defined here for every
+// listener (handshake.go).
 //
 // It does not listen or dial: listeners, the HTTP-01 responder's server and the
 // TDS handshake live in proxy and sqltunnel, which take their *tls.Config from

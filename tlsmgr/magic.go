@@ -2,6 +2,7 @@ package tlsmgr
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"strconv"
@@ -148,6 +149,10 @@ func shouldEmit(event string) bool {
 func (m *Manager) onEvent(_ context.Context, event string, data map[string]any) error {
 	identifier, _ := data["identifier"].(string)
 	renewal, _ := data["renewal"].(bool)
+	op := OperationObtain
+	if renewal {
+		op = OperationRenew
+	}
 	switch event {
 	case "cert_obtained":
 		issuer, _ := data["issuer"].(string)
@@ -157,6 +162,7 @@ func (m *Manager) onEvent(_ context.Context, event string, data map[string]any) 
 		} else {
 			m.log.Info("certificate obtained", fields...)
 		}
+		m.record(normalizeName(identifier), m.cfg.Issuer, op, nil)
 	case "cert_failed":
 		err, _ := data["error"].(error)
 		fields := []zap.Field{zap.String("name", identifier), zap.Error(err)}
@@ -168,6 +174,10 @@ func (m *Manager) onEvent(_ context.Context, event string, data map[string]any) 
 		} else {
 			m.log.Error("certificate obtain failed", fields...)
 		}
+		if err == nil {
+			err = errors.New("failed") // certmagic always sets it; keep the event a failure regardless
+		}
+		m.record(normalizeName(identifier), m.cfg.Issuer, op, err)
 	case "cert_ocsp_revoked":
 		subjects, _ := data["subjects"].([]string)
 		m.log.Error("certificate revoked; replacing it", zap.Strings("names", subjects))

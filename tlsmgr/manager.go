@@ -55,6 +55,12 @@ type Manager struct {
 	expiryInterval time.Duration // Run: how often expiry is reported
 	now            func() time.Time
 	closeOnce      sync.Once
+
+	metrics *Metrics
+	// events holds the last obtain/renew outcome per managed name and the
+	// last reload outcome per operator file (key "file:" + path); guarded
+	// by mu.
+	events map[string]CertEvent
 }
 
 // CertInfo describes one certificate the Manager serves.
@@ -67,6 +73,11 @@ type CertInfo struct {
 	// SHA256 is the hex SHA-256 of the leaf's DER, the value another
 	// gateway's upstream pin_sha256 takes.
 	SHA256 string `json:"sha256"`
+	// LastRenewal is the outcome of the last obtain or renewal (issuer
+	// certificates) or reload (operator files) since the process started;
+	// nil when there has been none (a certificate loaded from storage or
+	// read at start).
+	LastRenewal *CertEvent `json:"last_renewal,omitempty"`
 }
 
 // IssuerOperator is CertInfo.Issuer and NameSource.Issuer for certificates
@@ -77,7 +88,7 @@ const IssuerOperator = "operator"
 // storage directory (configs.Config.Storage). Operator certificates are
 // loaded now (an unreadable one is an error naming its key and file);
 // nothing is obtained until Manage. Close releases what New started.
-func New(cfg configs.TLS, storageDir string, logger *zap.Logger) (*Manager, error) {
+func New(cfg configs.TLS, storageDir string, logger *zap.Logger, opts ...Option) (*Manager, error) {
 	if logger == nil {
 		logger = zap.NewNop()
 	}
@@ -93,6 +104,12 @@ func New(cfg configs.TLS, storageDir string, logger *zap.Logger) (*Manager, erro
 		pollInterval:   defaultPollInterval,
 		expiryInterval: defaultExpiryInterval,
 		now:            time.Now,
+		events:         map[string]CertEvent{},
+	}
+	for _, opt := range opts {
+		if opt != nil {
+			opt(m)
+		}
 	}
 	m.ca = newInternalCA(m.storage, cfg.Internal.CAName, cfg.Internal.LeafLifetime, m.log.Named("internal_ca"))
 
@@ -127,6 +144,9 @@ func New(cfg configs.TLS, storageDir string, logger *zap.Logger) (*Manager, erro
 
 	for _, c := range certs {
 		m.logLoaded(c, "operator certificate loaded")
+	}
+	if m.metrics != nil {
+		m.metrics.mgr.Store(m)
 	}
 	return m, nil
 }
@@ -245,7 +265,9 @@ func (m *Manager) logSource(name string) {
 func (m *Manager) Certificates() []CertInfo {
 	var out []CertInfo
 	for _, c := range m.ops.Load().certs {
-		out = append(out, certInfo(c.cert.Leaf, c.names, IssuerOperator, sourceOf(c.file)))
+		info := certInfo(c.cert.Leaf, c.names, IssuerOperator, sourceOf(c.file))
+		info.LastRenewal = m.lastEvent(fileEventKey(sourceOf(c.file)))
+		out = append(out, info)
 	}
 	if m.cache == nil {
 		return out
@@ -268,7 +290,9 @@ func (m *Manager) Certificates() []CertInfo {
 				continue
 			}
 			seen[c.Hash()] = true
-			out = append(out, certInfo(c.Leaf, c.Names, m.cfg.Issuer, source))
+			info := certInfo(c.Leaf, c.Names, m.cfg.Issuer, source)
+			info.LastRenewal = m.lastEvent(n)
+			out = append(out, info)
 		}
 	}
 	return out

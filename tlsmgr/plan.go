@@ -1,9 +1,15 @@
 package tlsmgr
 
 import (
+	"crypto/x509"
+	"encoding/pem"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/caddyserver/certmagic"
 
 	"github.com/gateway-project/gateway/configs"
 )
@@ -15,8 +21,13 @@ type NameSource struct {
 	// the name (issuer none).
 	Issuer string `json:"issuer"`
 	// Source is for people: `operator certificate FILE (expires DATE)`,
-	// `internal CA "NAME"` or `ACME URL`.
+	// `internal CA "NAME"` or `ACME URL`; PlanSourcesIn says more about
+	// issuer certificates (stored and when they expire, or to be obtained).
 	Source string `json:"source"`
+	// NotAfter is when the certificate expires, when known: always for
+	// operator certificates, and for issuer certificates PlanSourcesIn
+	// found in storage. Zero otherwise.
+	NotAfter time.Time `json:"not_after,omitzero"`
 }
 
 // PlanError lists every problem PlanSources found. Each Problem names its
@@ -49,6 +60,14 @@ func (e *PlanError) add(key string, err error) {
 // or have expired, and, with issuer none, names no operator certificate
 // covers.
 func PlanSources(cfg configs.TLS, names []string) ([]NameSource, error) {
+	return PlanSourcesIn(cfg, "", names)
+}
+
+// PlanSourcesIn is PlanSources that also looks, read-only, in the storage
+// directory for certificates an earlier run obtained from the issuer: their
+// Source says when they expire, and a name without one says it "will be
+// obtained from" the issuer. An empty storageDir looks nowhere.
+func PlanSourcesIn(cfg configs.TLS, storageDir string, names []string) ([]NameSource, error) {
 	var pe PlanError
 	now := time.Now()
 	loaded := make([]*operatorCert, 0, len(cfg.Certificates))
@@ -69,15 +88,25 @@ func PlanSources(cfg configs.TLS, names []string) ([]NameSource, error) {
 	for _, n := range normalizeNames(names) {
 		if c := ops.lookup(n); c != nil {
 			out = append(out, NameSource{
-				Name:   n,
-				Issuer: IssuerOperator,
-				Source: fmt.Sprintf("operator certificate %s (expires %s)", sourceOf(c.file), c.cert.Leaf.NotAfter.UTC().Format(time.DateOnly)),
+				Name:     n,
+				Issuer:   IssuerOperator,
+				Source:   fmt.Sprintf("operator certificate %s (expires %s)", sourceOf(c.file), c.cert.Leaf.NotAfter.UTC().Format(time.DateOnly)),
+				NotAfter: c.cert.Leaf.NotAfter,
 			})
 			continue
 		}
 		switch cfg.Issuer {
 		case configs.IssuerInternal, configs.IssuerACME:
-			out = append(out, NameSource{Name: n, Issuer: cfg.Issuer, Source: issuerSource(cfg)})
+			ns := NameSource{Name: n, Issuer: cfg.Issuer, Source: issuerSource(cfg)}
+			if storageDir != "" {
+				if leaf := storedLeaf(cfg, storageDir, n); leaf != nil {
+					ns.NotAfter = leaf.NotAfter
+					ns.Source = fmt.Sprintf("%s (in storage, expires %s; renewed automatically)", ns.Source, leaf.NotAfter.UTC().Format(time.DateOnly))
+				} else {
+					ns.Source = "will be obtained from " + ns.Source + " at start"
+				}
+			}
+			out = append(out, ns)
 		default:
 			out = append(out, NameSource{Name: n, Source: "no certificate"})
 			pe.add("tls.certificates", fmt.Errorf("no operator certificate covers %s and tls.issuer is %q: add a certificate for it, or set tls.issuer to internal or acme", n, cfg.Issuer))
@@ -87,4 +116,33 @@ func PlanSources(cfg configs.TLS, names []string) ([]NameSource, error) {
 		return out, &pe
 	}
 	return out, nil
+}
+
+// storedLeaf reads the leaf certmagic stored for name under the configured
+// issuer, or returns nil when there is none or it cannot be read. Nothing is
+// written and no lock is taken.
+func storedLeaf(cfg configs.TLS, storageDir, name string) *x509.Certificate {
+	var issuerKey string
+	switch cfg.Issuer {
+	case configs.IssuerInternal:
+		issuerKey = (&internalCA{name: cfg.Internal.CAName}).IssuerKey()
+	case configs.IssuerACME:
+		issuerKey = (&certmagic.ACMEIssuer{CA: cfg.ACME.CA}).IssuerKey()
+	default:
+		return nil
+	}
+	key := certmagic.StorageKeys.SiteCert(issuerKey, name)
+	data, err := os.ReadFile(filepath.Join(storageDir, filepath.FromSlash(key)))
+	if err != nil {
+		return nil
+	}
+	block, _ := pem.Decode(data)
+	if block == nil || block.Type != "CERTIFICATE" {
+		return nil
+	}
+	leaf, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		return nil
+	}
+	return leaf
 }

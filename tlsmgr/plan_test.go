@@ -89,8 +89,8 @@ func TestPlanSourcesText(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []NameSource{
-		{"op.test", IssuerOperator, "operator certificate " + f.CertFile + " (expires " + l.cert.NotAfter.UTC().Format(time.DateOnly) + ")"},
-		{"app.test", configs.IssuerInternal, `internal CA "Test Gateway CA"`},
+		{"op.test", IssuerOperator, "operator certificate " + f.CertFile + " (expires " + l.cert.NotAfter.UTC().Format(time.DateOnly) + ")", l.cert.NotAfter},
+		{"app.test", configs.IssuerInternal, `internal CA "Test Gateway CA"`, time.Time{}},
 	}
 	if !slices.Equal(got, want) {
 		t.Errorf("PlanSources = %+v\nwant %+v", got, want)

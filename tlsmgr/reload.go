@@ -77,6 +77,7 @@ func (m *Manager) reload(ctx context.Context, force bool) error {
 			if force || m.failures[i] != attempt {
 				m.log.Error("operator certificate reload failed; keeping the previous one",
 					zap.String("file", sourceOf(f)), zap.Error(err))
+				m.record(fileEventKey(sourceOf(f)), IssuerOperator, OperationReload, err)
 			}
 			m.failures[i] = attempt
 			continue
@@ -85,6 +86,7 @@ func (m *Manager) reload(ctx context.Context, force bool) error {
 		next[i] = c
 		changed = true
 		m.logLoaded(c, "operator certificate reloaded")
+		m.record(fileEventKey(sourceOf(f)), IssuerOperator, OperationReload, nil)
 	}
 	if changed {
 		m.ops.Store(newOperatorSet(next))

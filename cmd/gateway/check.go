@@ -17,7 +17,8 @@ func newCheckCommand() *cobra.Command {
 		Use:   "check",
 		Short: "Validate the configuration and show what it would serve",
 		Long: "check validates the configuration, then prints each listener, its upstream\n" +
-			"and where its certificate comes from. It exits 1 listing every problem.",
+			"and where its certificate comes from, with its expiry when known (operator\n" +
+			"files, and certificates already in storage). It exits 1 listing every problem.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			out := cmd.OutOrStdout()
@@ -30,7 +31,9 @@ func newCheckCommand() *cobra.Command {
 				}
 				return err
 			}
-			sources, err := tlsmgr.PlanSources(loaded.TLS, loaded.Names())
+			// Read-only: storage says when certificates an earlier run
+			// obtained expire; nothing is written or obtained.
+			sources, err := tlsmgr.PlanSourcesIn(loaded.TLS, loaded.Storage, loaded.Names())
 			if err != nil {
 				var pe *tlsmgr.PlanError
 				if errors.As(err, &pe) {
@@ -71,7 +74,7 @@ func printPlan(w io.Writer, l *configs.Loaded, sources []tlsmgr.NameSource) {
 	fmt.Fprintf(w, "config %s: ok\n", src)
 	fmt.Fprintf(w, "storage %s; tls issuer %s, minimum TLS %s\n", l.Storage, l.TLS.Issuer, l.TLS.MinVersion)
 	if l.Admin.Listen != "" {
-		fmt.Fprintf(w, "admin   %s\n", l.Admin.Listen)
+		fmt.Fprintf(w, "admin   %s (/healthz /readyz /metrics /certs)\n", l.Admin.Listen)
 	}
 	if l.HTTP.Listen != "" {
 		fmt.Fprintf(w, "https   %s\n", l.HTTP.Listen)

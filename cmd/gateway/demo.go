@@ -116,14 +116,13 @@ func runDemo(cmd *cobra.Command, _ []string) error {
 		return usageError{err}
 	}
 
-	g, err := startGateway(ctx, cfg, logger)
+	g, err := startGateway(ctx, cfg, logger, gatewayOptions{})
 	if err != nil {
 		return err
 	}
 	info, err := writeDemoFiles(dir, g, backend.URL, sqlBackend)
 	if err != nil {
-		g.cancel()
-		_ = g.wait()
+		_ = g.drain()
 		return err
 	}
 	printDemoHelp(cmd.OutOrStdout(), info, g)

@@ -11,10 +11,18 @@ import (
 
 // newLogger builds the process logger from log.level and log.format.
 func newLogger(cfg configs.Log, w io.Writer) (*zap.Logger, error) {
-	level, err := zapcore.ParseLevel(cfg.Level)
+	l, _, err := newLevelLogger(cfg, w)
+	return l, err
+}
+
+// newLevelLogger is newLogger that also returns the level, which a
+// configuration reload changes.
+func newLevelLogger(cfg configs.Log, w io.Writer) (*zap.Logger, zap.AtomicLevel, error) {
+	lvl, err := zapcore.ParseLevel(cfg.Level)
 	if err != nil {
-		return nil, err
+		return nil, zap.AtomicLevel{}, err
 	}
+	level := zap.NewAtomicLevelAt(lvl)
 	encCfg := zap.NewProductionEncoderConfig()
 	encCfg.TimeKey = "ts"
 	encCfg.EncodeTime = zapcore.ISO8601TimeEncoder
@@ -26,5 +34,5 @@ func newLogger(cfg configs.Log, w io.Writer) (*zap.Logger, error) {
 		enc = zapcore.NewJSONEncoder(encCfg)
 	}
 	core := zapcore.NewCore(enc, zapcore.Lock(zapcore.AddSync(w)), level)
-	return zap.New(core, zap.ErrorOutput(zapcore.AddSync(w))), nil
+	return zap.New(core, zap.ErrorOutput(zapcore.AddSync(w))), level, nil
 }

@@ -13,6 +13,12 @@ import (
 )
 
 func main() {
+	if runningAsService() {
+		// Started by the Windows service manager, with the command line
+		// `gateway service install` registered (service_windows.go).
+		err := runService(os.Args[1:])
+		os.Exit(exitCode(err))
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()

@@ -77,6 +77,6 @@ func newRootCommand(stdout, stderr io.Writer) *cobra.Command {
 	runCmd := newRunCommand()
 	root.RunE = runCmd.RunE
 	addConfigFlags(root)
-	root.AddCommand(runCmd, newCheckCommand(), newDemoCommand(), newCACommand(), newVersionCommand())
+	root.AddCommand(runCmd, newCheckCommand(), newDemoCommand(), newCACommand(), newVersionCommand(), newServiceCommand())
 	return root
 }

@@ -6,15 +6,16 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os"
-	"os/signal"
 	"path/filepath"
-	"syscall"
+	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
 
+	"github.com/gateway-project/gateway/cmd/gateway/internal/admin"
 	"github.com/gateway-project/gateway/configs"
 	"github.com/gateway-project/gateway/proxy"
 	"github.com/gateway-project/gateway/sqltunnel"
@@ -25,13 +26,16 @@ func newRunCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "run",
 		Short: "Serve (the default command)",
-		Args:  cobra.NoArgs,
+		Long: "run serves until SIGTERM or SIGINT, then drains (drain_timeout) and exits 0.\n" +
+			"SIGHUP re-reads the configuration from the same file, environment and flags\n" +
+			"and applies it without dropping a connection; an invalid one is refused.",
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			loaded, err := loadConfig(cmd)
 			if err != nil {
 				return err
 			}
-			logger, err := newLogger(loaded.Log, cmd.ErrOrStderr())
+			logger, level, err := newLevelLogger(loaded.Log, cmd.ErrOrStderr())
 			if err != nil {
 				return err
 			}
@@ -41,11 +45,14 @@ func newRunCommand() *cobra.Command {
 				source = "built-in defaults"
 			}
 			logger.Info("starting gateway", zap.String("version", version), zap.String("config", source))
-			g, err := startGateway(cmd.Context(), loaded.Config, logger)
+			g, err := startGateway(cmd.Context(), loaded.Config, logger, gatewayOptions{
+				load:  func() (*configs.Loaded, error) { return loadConfig(cmd) },
+				level: &level,
+			})
 			if err != nil {
 				return err
 			}
-			stopHUP := watchHangup(logger, g.certs.Reload)
+			stopHUP := watchHangup(cmd.Context(), logger, g.reload)
 			defer stopHUP()
 			return g.wait()
 		},
@@ -54,72 +61,137 @@ func newRunCommand() *cobra.Command {
 	return cmd
 }
 
-// runningGateway is a started gateway: its certificate manager and fronts.
+// gatewayOptions are what a gateway started by `gateway run` has beyond its
+// configuration; the zero value (gateway demo) cannot reload.
+type gatewayOptions struct {
+	// load re-reads the configuration from where the running one came
+	// from, for SIGHUP; nil refuses reloads.
+	load func() (*configs.Loaded, error)
+	// level is the logger's level, which a reload of log.level changes;
+	// nil keeps it.
+	level *zap.AtomicLevel
+}
+
+// runningGateway is a started gateway: its certificate manager, fronts,
+// operator endpoint and metrics. A reload (reload.go) replaces parts of it.
 type runningGateway struct {
 	logger *zap.Logger
+	opts   gatewayOptions
+	life   lifecycle
 	certs  *tlsmgr.Manager
-	https  *proxy.Server
-	sql    []*sqltunnel.Listener
-	cancel context.CancelFunc
-	errs   chan error
-	jobs   int
+
+	proxyMetrics *proxy.Metrics
+	sqlMetrics   *sqltunnel.Metrics
+	process      *admin.Process
+	registry     *prometheus.Registry
+
+	// Parts serve under serveCtx; cancel starts their drain.
+	serveCtx context.Context
+	cancel   context.CancelFunc
+	ctx      context.Context // the caller's: its end (SIGTERM, SIGINT) drains
+	wg       sync.WaitGroup
+	failed   chan error // the first part that failed for good
+
+	// reloadMu serialises reloads and the drain; it guards the fields below.
+	reloadMu    sync.Mutex
+	cfg         configs.Config
+	https       *proxy.Server // nil when http.listen is ""
+	httpsCancel context.CancelFunc
+	sql         []*sqltunnel.Listener // in sql[] order
+	allHTTPS    []*proxy.Server       // every front started, for the drain summary
+	allSQL      []*sqltunnel.Listener // every listener started, retired ones too
+	admin       *admin.Server
+	adminCancel context.CancelFunc
+	adminDone   chan struct{}
+
+	parts    atomic.Pointer[gatewayParts] // what readiness looks at
+	started  atomic.Bool
+	draining atomic.Bool
+}
+
+// gatewayParts is a snapshot of the serving parts, swapped by reloads.
+type gatewayParts struct {
+	https *proxy.Server
+	sql   []*sqltunnel.Listener
 }
 
 // startGateway builds every part from cfg, binds the listeners, obtains the
 // certificates and returns once the gateway is ready to serve. When ctx ends
-// the gateway drains and wait returns.
-func startGateway(ctx context.Context, cfg configs.Config, logger *zap.Logger) (*runningGateway, error) {
-	certs, err := tlsmgr.New(cfg.TLS, cfg.Storage, logger)
+// wait drains the gateway and returns.
+func startGateway(ctx context.Context, cfg configs.Config, logger *zap.Logger, opts gatewayOptions) (*runningGateway, error) {
+	certMetrics := tlsmgr.NewMetrics()
+	g := &runningGateway{
+		logger:       logger,
+		opts:         opts,
+		life:         lifecycleFrom(ctx, logger),
+		proxyMetrics: proxy.NewMetrics(),
+		sqlMetrics:   sqltunnel.NewMetrics(),
+		process:      admin.NewProcess(version, vcsCommit(), time.Now()),
+		ctx:          ctx,
+		cfg:          cfg,
+		failed:       make(chan error, 1),
+		adminDone:    make(chan struct{}),
+	}
+	reg, err := admin.NewRegistry(g.process, g.proxyMetrics, g.sqlMetrics, certMetrics)
+	if err != nil {
+		return nil, fmt.Errorf("metrics: %w", err)
+	}
+	g.registry = reg
+	g.process.SetReady(g.readiness)
+	certs, err := tlsmgr.New(cfg.TLS, cfg.Storage, logger, tlsmgr.WithMetrics(certMetrics))
 	if err != nil {
 		return nil, fmt.Errorf("certificates: %w", err)
 	}
-	serveCtx, cancel := context.WithCancel(ctx)
-	g := &runningGateway{logger: logger, certs: certs, cancel: cancel, errs: make(chan error, 4)}
+	g.certs = certs
+	// The parts' context outlives ctx: wait cancels it once readiness says
+	// "draining", so that probes see the drain before listeners close.
+	g.serveCtx, g.cancel = context.WithCancel(context.WithoutCancel(ctx))
+	fail := func(err error) (*runningGateway, error) {
+		g.cancel()
+		certs.Close()
+		return nil, err
+	}
 	if cfg.HTTP.Listen != "" {
-		tlsConf := certs.ServerTLSConfig(cfg.DefaultServerName(), "h2", "http/1.1")
-		g.https, err = proxy.New(cfg.HTTP, tlsConf, logger,
-			proxy.WithDrainTimeout(cfg.DrainTimeout),
-			proxy.WithChallengeHandler(certs.HTTPChallengeHandler),
-			proxy.WithStickyKeyFile(filepath.Join(cfg.Storage, "sticky.key")))
-		if err == nil {
-			err = g.https.Listen()
-		}
-		if err == nil {
-			redirect := ""
-			if a := g.https.RedirectAddr(); a != nil {
-				redirect = a.String()
-			}
-			err = certs.SetChallengeAddresses(redirect, g.https.HTTPSAddr().String())
+		if g.https, err = g.newHTTPS(cfg); err == nil {
+			err = g.setChallengeAddresses(g.https)
 		}
 		if err != nil {
-			cancel()
-			certs.Close()
-			return nil, fmt.Errorf("https front: %w", err)
+			return fail(fmt.Errorf("https front: %w", err))
 		}
 	}
 	for _, lc := range cfg.SQL {
-		l, err := newSQLListener(lc, certs, cfg.DrainTimeout, logger)
+		l, err := g.newSQLListener(lc, cfg.DrainTimeout)
+		if err == nil {
+			err = l.Listen()
+		}
 		if err != nil {
-			cancel()
-			certs.Close()
-			return nil, err
+			return fail(fmt.Errorf("sql listener %s: %w", lc.Name, err))
 		}
 		g.sql = append(g.sql, l)
 	}
-	g.goServe(func() error { return certs.Run(serveCtx) })
+	if cfg.Admin.Listen != "" {
+		g.admin = g.newAdmin(cfg.Admin.Listen)
+		if err := g.admin.Listen(); err != nil {
+			return fail(err)
+		}
+	}
+
+	g.goServe("certificates", certs.Run)
 	if g.https != nil {
-		g.goServe(func() error { return g.https.Serve(serveCtx) })
+		g.serveHTTPS(g.https)
 	}
 	for _, l := range g.sql {
-		g.goServe(func() error { return l.Serve(serveCtx) })
+		g.serveSQL(l)
 	}
+	g.serveAdmin(g.admin)
+	g.parts.Store(&gatewayParts{https: g.https, sql: g.sql})
 	// Listeners serve before certificates are obtained: ACME challenges
 	// arrive on them while Manage waits.
 	if err := certs.Manage(ctx, cfg.Names()); err != nil {
-		cancel()
 		_ = g.drain()
 		return nil, fmt.Errorf("certificates: %w", err)
 	}
+	g.started.Store(true)
 	fields := []zap.Field{zap.Strings("names", cfg.Names())}
 	if g.https != nil {
 		fields = append(fields, zap.Stringer("https_addr", g.https.HTTPSAddr()))
@@ -130,31 +202,119 @@ func startGateway(ctx context.Context, cfg configs.Config, logger *zap.Logger) (
 	for _, l := range g.sql {
 		fields = append(fields, zap.Stringer("sql_addr", l.Addr()))
 	}
+	if len(g.sql) > 0 {
+		fields = append(fields, zap.Any("sql_listeners", sqlAddrs(g.sql)))
+	}
+	if g.admin != nil {
+		fields = append(fields, zap.Stringer("admin_addr", g.admin.Addr()))
+	}
 	logger.Info("gateway ready", fields...)
+	g.life.ready(fmt.Sprintf("serving %d site(s) and %d sql listener(s)", len(cfg.HTTP.Sites), len(cfg.SQL)))
 	return g, nil
 }
 
-// newSQLListener builds and binds one TDS listener presenting the
+// newHTTPS builds and binds the HTTPS front of cfg.
+func (g *runningGateway) newHTTPS(cfg configs.Config) (*proxy.Server, error) {
+	tlsConf := g.certs.ServerTLSConfig(cfg.DefaultServerName(), "h2", "http/1.1")
+	srv, err := proxy.New(cfg.HTTP, tlsConf, g.logger,
+		proxy.WithDrainTimeout(cfg.DrainTimeout),
+		proxy.WithChallengeHandler(g.certs.HTTPChallengeHandler),
+		proxy.WithStickyKeyFile(filepath.Join(cfg.Storage, "sticky.key")),
+		proxy.WithMetrics(g.proxyMetrics))
+	if err == nil {
+		err = srv.Listen()
+	}
+	if err != nil {
+		return nil, err
+	}
+	return srv, nil
+}
+
+// setChallengeAddresses tells the ACME issuer where srv answers challenges.
+func (g *runningGateway) setChallengeAddresses(srv *proxy.Server) error {
+	redirect := ""
+	if a := srv.RedirectAddr(); a != nil {
+		redirect = a.String()
+	}
+	return g.certs.SetChallengeAddresses(redirect, srv.HTTPSAddr().String())
+}
+
+// newSQLListener builds (without binding) one TDS listener presenting the
 // certificate for its hostname.
-func newSQLListener(lc configs.SQLListener, certs *tlsmgr.Manager, drain time.Duration, logger *zap.Logger) (*sqltunnel.Listener, error) {
-	l, err := sqltunnel.New(lc,
-		sqltunnel.WithLogger(logger),
+func (g *runningGateway) newSQLListener(lc configs.SQLListener, drain time.Duration) (*sqltunnel.Listener, error) {
+	certs := g.certs
+	return sqltunnel.New(lc,
+		sqltunnel.WithLogger(g.logger),
 		sqltunnel.WithDrainTimeout(drain),
+		sqltunnel.WithMaxConns(lc.MaxConns()),
+		sqltunnel.WithMetrics(g.sqlMetrics),
 		sqltunnel.WithServerTLS(func(protos ...string) *tls.Config {
 			return certs.NamedServerTLSConfig(lc.Hostname, protos...)
 		}))
-	if err == nil {
-		err = l.Listen()
-	}
-	if err != nil {
-		return nil, fmt.Errorf("sql listener %s: %w", lc.Name, err)
-	}
-	return l, nil
 }
 
-func (g *runningGateway) goServe(fn func() error) {
-	g.jobs++
-	go func() { g.errs <- fn() }()
+// newAdmin builds (without binding) the operator endpoint on addr.
+func (g *runningGateway) newAdmin(addr string) *admin.Server {
+	return admin.New(addr, admin.Options{
+		Gatherer: g.registry,
+		Ready:    g.readiness,
+		Certs:    g.certReport,
+		Logger:   g.logger,
+	})
+}
+
+// goServe runs one part until serveCtx ends; the first part that fails for
+// good stops the gateway (wait).
+func (g *runningGateway) goServe(name string, serve func(context.Context) error) {
+	g.goServeCtx(g.serveCtx, name, serve)
+}
+
+func (g *runningGateway) goServeCtx(ctx context.Context, name string, serve func(context.Context) error) {
+	g.wg.Add(1)
+	go func() {
+		defer g.wg.Done()
+		if err := serve(ctx); err != nil && !errors.Is(err, context.Canceled) {
+			select {
+			case g.failed <- fmt.Errorf("%s: %w", name, err):
+			default:
+			}
+		}
+	}()
+}
+
+// serveHTTPS runs an HTTPS front under its own context, so that a reload
+// that empties http.listen can stop it alone.
+func (g *runningGateway) serveHTTPS(srv *proxy.Server) {
+	ctx, cancel := context.WithCancel(g.serveCtx)
+	g.httpsCancel = cancel
+	g.allHTTPS = append(g.allHTTPS, srv)
+	g.goServeCtx(ctx, "https front", srv.Serve)
+}
+
+func (g *runningGateway) serveSQL(l *sqltunnel.Listener) {
+	g.allSQL = append(g.allSQL, l)
+	g.goServe("sql listener "+l.Name(), l.Serve)
+}
+
+// serveAdmin runs the operator endpoint under its own context: it keeps
+// answering (/readyz: 503 draining) until the drain is over.
+func (g *runningGateway) serveAdmin(a *admin.Server) {
+	if a == nil {
+		close(g.adminDone)
+		return
+	}
+	ctx, cancel := context.WithCancel(context.WithoutCancel(g.ctx))
+	done := make(chan struct{})
+	g.admin, g.adminCancel, g.adminDone = a, cancel, done
+	go func() {
+		defer close(done)
+		if err := a.Serve(ctx); err != nil {
+			select {
+			case g.failed <- fmt.Errorf("admin endpoint: %w", err):
+			default:
+			}
+		}
+	}()
 }
 
 // httpsAddr is the bound HTTPS address, or nil when the front is disabled.
@@ -165,51 +325,84 @@ func (g *runningGateway) httpsAddr() net.Addr {
 	return g.https.HTTPSAddr()
 }
 
-// wait blocks until the serving context ends or a part fails, then drains.
+// wait blocks until ctx ends or a part fails, then drains.
 func (g *runningGateway) wait() error {
-	first := <-g.errs
-	g.jobs--
-	g.cancel()
+	var first error
+	select {
+	case <-g.ctx.Done():
+	case first = <-g.failed:
+		g.logger.Error("gateway part failed; stopping", zap.Error(first))
+	}
 	rest := g.drain()
-	if first != nil && !errors.Is(first, context.Canceled) {
+	if first != nil {
 		return first
 	}
-	g.logger.Info("gateway stopped")
 	return rest
 }
 
-// drain waits for every serving goroutine to return after cancel.
+// drain makes readiness fail, lets every part finish its own bounded drain
+// (HTTP requests and TDS sessions, up to drain_timeout), logs one summary
+// line, then stops the operator endpoint and the certificate manager.
 func (g *runningGateway) drain() error {
-	var errs []error
-	for ; g.jobs > 0; g.jobs-- {
-		if err := <-g.errs; err != nil && !errors.Is(err, context.Canceled) {
-			errs = append(errs, err)
-		}
+	g.reloadMu.Lock()
+	defer g.reloadMu.Unlock()
+	g.draining.Store(true)
+	var requests int
+	var sessions int64
+	for _, s := range g.allHTTPS {
+		requests += s.InFlight()
 	}
+	for _, l := range g.allSQL {
+		sessions += l.Sessions()
+	}
+	// The parts' drains end by drain_timeout, plus the grace after a cut.
+	g.life.stopping(fmt.Sprintf("draining %d request(s) and %d sql session(s)", requests, sessions),
+		g.cfg.DrainTimeout+10*time.Second)
+	g.logger.Info("draining", zap.Int("requests_in_flight", requests), zap.Int64("sql_sessions", sessions),
+		zap.Duration("drain_timeout", g.cfg.DrainTimeout))
+	start := time.Now()
+	g.cancel()
+	g.wg.Wait()
+
+	cut, closed := 0, 0
+	for _, s := range g.allHTTPS {
+		cut += s.CutAtDrain()
+	}
+	for _, l := range g.allSQL {
+		closed += l.ClosedAtDrain()
+	}
+	fields := []zap.Field{
+		zap.Duration("drain_duration", time.Since(start)),
+		zap.Int("requests_in_flight_at_start", requests),
+		zap.Int64("sql_sessions_at_start", sessions),
+		zap.Int("requests_cut", cut),
+		zap.Int("sql_sessions_closed", closed),
+	}
+	if cut+closed > 0 {
+		g.logger.Warn("gateway stopped; drain timeout cut connections", fields...)
+	} else {
+		g.logger.Info("gateway stopped", fields...)
+	}
+	if g.adminCancel != nil {
+		g.adminCancel()
+	}
+	<-g.adminDone
 	g.certs.Close()
-	return errors.Join(errs...)
+	var err error
+	select {
+	case err = <-g.failed:
+	default:
+	}
+	return err
 }
 
-// watchHangup keeps SIGHUP from terminating the process (its default action)
-// and re-reads the operator certificates on it. Re-reading the configuration
-// itself is not implemented yet.
-func watchHangup(logger *zap.Logger, reloadCerts func(context.Context) error) (stop func()) {
-	ch := make(chan os.Signal, 1)
-	signal.Notify(ch, syscall.SIGHUP)
-	done := make(chan struct{})
-	go func() {
-		for {
-			select {
-			case <-ch:
-				logger.Info("sighup received: reloading operator certificates")
-				if err := reloadCerts(context.Background()); err != nil {
-					logger.Error("certificate reload failed; previous certificates kept", zap.Error(err))
-				}
-				logger.Warn("configuration reload on sighup is not implemented yet; restart to apply config changes")
-			case <-done:
-				return
-			}
+// sqlAddrs maps each listener's name to its bound address.
+func sqlAddrs(ls []*sqltunnel.Listener) map[string]string {
+	m := make(map[string]string, len(ls))
+	for _, l := range ls {
+		if a := l.Addr(); a != nil {
+			m[l.Name()] = a.String()
 		}
-	}()
-	return func() { signal.Stop(ch); close(done) }
+	}
+	return m
 }

@@ -1,0 +1,60 @@
+package configs
+
+import (
+	"fmt"
+	"slices"
+)
+
+// CheckReload returns a *ValidationError listing the keys whose change
+// between the running configuration and next a reload (SIGHUP) cannot apply
+// without a restart, or nil. The issuer, its settings, the TLS version floor
+// and the storage directory are fixed for the life of the certificate
+// manager, and the log encoder for the life of the logger; everything else
+// (sites, upstreams, SQL listeners, listen addresses, log.level,
+// admin.listen, drain_timeout and tls.certificates) can change.
+func CheckReload(running, next *Config) error {
+	var ps problems
+	restart := func(key string, was, now any) {
+		ps.add(key, "changed from %v to %v; this key takes a restart to change (the reload was refused)", was, now)
+	}
+	if running.Log.Format != next.Log.Format {
+		restart("log.format", quote(running.Log.Format), quote(next.Log.Format))
+	}
+	if running.Storage != next.Storage {
+		restart("storage", quote(running.Storage), quote(next.Storage))
+	}
+	rt, nt := running.TLS, next.TLS
+	if rt.Issuer != nt.Issuer {
+		restart("tls.issuer", quote(rt.Issuer), quote(nt.Issuer))
+	}
+	if rt.MinVersion != nt.MinVersion {
+		restart("tls.min_version", quote(rt.MinVersion), quote(nt.MinVersion))
+	}
+	if rt.Internal.CAName != nt.Internal.CAName {
+		restart("tls.internal.ca_name", quote(rt.Internal.CAName), quote(nt.Internal.CAName))
+	}
+	if rt.Internal.LeafLifetime != nt.Internal.LeafLifetime {
+		restart("tls.internal.leaf_lifetime", rt.Internal.LeafLifetime, nt.Internal.LeafLifetime)
+	}
+	ra, na := rt.ACME, nt.ACME
+	for _, f := range []struct {
+		key      string
+		was, now any
+	}{
+		{"tls.acme.email", quote(ra.Email), quote(na.Email)},
+		{"tls.acme.ca", quote(ra.CA), quote(na.CA)},
+		{"tls.acme.ca_root", quote(ra.CARoot), quote(na.CARoot)},
+		{"tls.acme.disable_http_challenge", ra.DisableHTTPChallenge, na.DisableHTTPChallenge},
+		{"tls.acme.disable_tls_alpn_challenge", ra.DisableTLSALPNChallenge, na.DisableTLSALPNChallenge},
+	} {
+		if f.was != f.now {
+			restart(f.key, f.was, f.now)
+		}
+	}
+	if len(ps) == 0 {
+		return nil
+	}
+	return &ValidationError{Problems: slices.Clip(ps)}
+}
+
+func quote(s string) string { return fmt.Sprintf("%q", s) }

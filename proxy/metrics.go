@@ -1,0 +1,214 @@
+package proxy
+
+import (
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/gateway-project/gateway/tlsmgr"
+)
+
+// Metrics is the Prometheus collector of the HTTPS front. One Metrics is
+// shared by the Servers of the process (WithMetrics), so that its counters
+// survive a front that a configuration reload replaces. Series:
+//
+//	gateway_http_requests_total{site,method,code_class}
+//	gateway_http_request_duration_seconds{site,method,code_class}  (histogram)
+//	    requests by site (its first host), method (the usual ones, else OTHER)
+//	    and status class (1xx..5xx; "none" when no response was written, as
+//	    for a request cut by the drain), timed from headers read to
+//	    response finished
+//	gateway_http_requests_in_flight
+//	gateway_http_bytes_total{site,direction}
+//	    body bytes: to_upstream (request bodies read from clients) and
+//	    to_client (responses written); upgraded (WebSocket) traffic is not counted
+//	gateway_http_connections_active, gateway_http_connections_total
+//	    client TCP connections open now, and accepted since start
+//	gateway_http_upstream_healthy{site,upstream}
+//	    1 while the upstream gets requests (neither health check has put it
+//	    aside), else 0
+//	gateway_http_upstream_requests_in_flight{site,upstream}
+//	gateway_http_upstream_errors_total{site,upstream,kind}
+//	    failed upstream round trips by error kind (timeout, connection_refused,
+//	    tls, ...), as logged in error_kind
+//	gateway_tls_handshakes_total{protocol="https",listener="https",version,result}
+//
+// Create it with NewMetrics and register it in the process's registry; no
+// global registry is used. A nil *Metrics records nothing.
+type Metrics struct {
+	requests    *prometheus.CounterVec
+	duration    *prometheus.HistogramVec
+	bytes       *prometheus.CounterVec
+	connsTotal  prometheus.Counter
+	upErrors    *prometheus.CounterVec
+	handshakes  *prometheus.CounterVec
+	inFlight    *prometheus.Desc
+	connsActive *prometheus.Desc
+	upHealthy   *prometheus.Desc
+	upInFlight  *prometheus.Desc
+
+	mu      sync.Mutex
+	servers map[*Server]struct{}
+}
+
+// NewMetrics creates the collector; nothing is registered anywhere.
+func NewMetrics() *Metrics {
+	return &Metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gateway_http_requests_total",
+			Help: "HTTPS requests by site, method and status class.",
+		}, []string{"site", "method", "code_class"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "gateway_http_request_duration_seconds",
+			Help:    "Time from a request's headers to the end of its response, by site, method and status class.",
+			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120},
+		}, []string{"site", "method", "code_class"}),
+		bytes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gateway_http_bytes_total",
+			Help: "HTTP body bytes by site and direction (to_upstream: request bodies; to_client: responses).",
+		}, []string{"site", "direction"}),
+		connsTotal: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "gateway_http_connections_total",
+			Help: "Client TCP connections accepted on the HTTPS listener.",
+		}),
+		upErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gateway_http_upstream_errors_total",
+			Help: "Failed upstream round trips by site, upstream and error kind.",
+		}, []string{"site", "upstream", "kind"}),
+		handshakes: tlsmgr.NewHandshakeCounter("https"),
+		inFlight: prometheus.NewDesc("gateway_http_requests_in_flight",
+			"HTTPS requests being served now.", nil, nil),
+		connsActive: prometheus.NewDesc("gateway_http_connections_active",
+			"Client TCP connections open now on the HTTPS listener.", nil, nil),
+		upHealthy: prometheus.NewDesc("gateway_http_upstream_healthy",
+			"1 while the upstream is healthy (active and passive checks), else 0.", []string{"site", "upstream"}, nil),
+		upInFlight: prometheus.NewDesc("gateway_http_upstream_requests_in_flight",
+			"Requests in progress to the upstream.", []string{"site", "upstream"}, nil),
+		servers: map[*Server]struct{}{},
+	}
+}
+
+// Describe implements prometheus.Collector.
+func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
+	m.requests.Describe(ch)
+	m.duration.Describe(ch)
+	m.bytes.Describe(ch)
+	m.connsTotal.Describe(ch)
+	m.upErrors.Describe(ch)
+	m.handshakes.Describe(ch)
+	ch <- m.inFlight
+	ch <- m.connsActive
+	ch <- m.upHealthy
+	ch <- m.upInFlight
+}
+
+// Collect implements prometheus.Collector.
+func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
+	m.requests.Collect(ch)
+	m.duration.Collect(ch)
+	m.bytes.Collect(ch)
+	m.connsTotal.Collect(ch)
+	m.upErrors.Collect(ch)
+	m.handshakes.Collect(ch)
+	var inFlight, conns int64
+	type key struct{ site, upstream string }
+	healthy := map[key]float64{}
+	upInFlight := map[key]int64{}
+	now := time.Now().UnixNano()
+	m.mu.Lock()
+	for s := range m.servers {
+		inFlight += int64(s.inflight.count())
+		conns += s.conns.Load()
+		for _, st := range s.gen.Load().sites {
+			for _, u := range st.upstreams {
+				k := key{st.name, u.raw}
+				v := 0.0
+				if u.healthy(now) {
+					v = 1
+				}
+				healthy[k] = v
+				upInFlight[k] += u.inflight.Load()
+			}
+		}
+	}
+	m.mu.Unlock()
+	ch <- prometheus.MustNewConstMetric(m.inFlight, prometheus.GaugeValue, float64(inFlight))
+	ch <- prometheus.MustNewConstMetric(m.connsActive, prometheus.GaugeValue, float64(conns))
+	for k, v := range healthy {
+		ch <- prometheus.MustNewConstMetric(m.upHealthy, prometheus.GaugeValue, v, k.site, k.upstream)
+		ch <- prometheus.MustNewConstMetric(m.upInFlight, prometheus.GaugeValue, float64(upInFlight[k]), k.site, k.upstream)
+	}
+}
+
+func (m *Metrics) attach(s *Server) {
+	if m == nil {
+		return
+	}
+	m.mu.Lock()
+	m.servers[s] = struct{}{}
+	m.mu.Unlock()
+}
+
+func (m *Metrics) detach(s *Server) {
+	if m == nil {
+		return
+	}
+	m.mu.Lock()
+	delete(m.servers, s)
+	m.mu.Unlock()
+}
+
+// request records one finished request.
+func (m *Metrics) request(site, method string, status int, d time.Duration, in, out int64) {
+	if m == nil {
+		return
+	}
+	method, class := methodLabel(method), codeClass(status)
+	m.requests.WithLabelValues(site, method, class).Inc()
+	m.duration.WithLabelValues(site, method, class).Observe(d.Seconds())
+	if in > 0 {
+		m.bytes.WithLabelValues(site, "to_upstream").Add(float64(in))
+	}
+	if out > 0 {
+		m.bytes.WithLabelValues(site, "to_client").Add(float64(out))
+	}
+}
+
+func (m *Metrics) connAccepted() {
+	if m != nil {
+		m.connsTotal.Inc()
+	}
+}
+
+func (m *Metrics) upstreamError(site, upstream, kind string) {
+	if m != nil {
+		m.upErrors.WithLabelValues(site, upstream, kind).Inc()
+	}
+}
+
+func (m *Metrics) handshake(version, result string) {
+	if m != nil {
+		m.handshakes.WithLabelValues("https", version, result).Inc()
+	}
+}
+
+// methodLabel bounds the method label: a client may send any token.
+func methodLabel(method string) string {
+	switch method {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
+		http.MethodDelete, http.MethodOptions, http.MethodConnect, http.MethodTrace:
+		return method
+	}
+	return "OTHER"
+}
+
+// codeClass is the status class label; 0 (nothing written) is "none".
+func codeClass(status int) string {
+	if status < 100 || status > 999 {
+		return "none"
+	}
+	return strconv.Itoa(status/100) + "xx"
+}

@@ -1,0 +1,173 @@
+package sqltunnel
+
+import (
+	"strings"
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/gateway-project/gateway/tlsmgr"
+)
+
+// Metrics is the Prometheus collector of the TDS listeners. One Metrics is
+// shared by every Listener of the process (WithMetrics), so that counters
+// survive listeners replaced by a configuration reload. Series:
+//
+//	gateway_tds_connections_total{listener,dialect,client_encryption,negotiated,outcome}
+//	    client connections, counted when they end. dialect: tds7 | tds8 |
+//	    unknown; client_encryption: the PRELOGIN ENCRYPTION value as the client
+//	    sent it (ON, OFF, REQ, NOT_SUP, absent; none before any PRELOGIN);
+//	    negotiated: tls | plain | none; outcome: the login outcome (ok,
+//	    login_failed, refused, upstream_error, client_gone) or why the
+//	    connection ended before a login (handshake_failed, refused_encryption,
+//	    malformed, not_tds, client_closed, timeout, over_limit)
+//	gateway_tds_logins_total{listener,outcome}
+//	    login attempts by outcome; login_failed is the upstream refusing the
+//	    credentials (error 18456 and friends)
+//	gateway_tds_bytes_total{listener,direction}
+//	    TDS bytes relayed, direction to_upstream or to_client, counted as they move
+//	gateway_tds_connections_active{listener}
+//	    client connections open now
+//	gateway_tds_upstream_up{listener}
+//	    1 unless the last attempt to connect to the listener's SQL Server failed
+//	gateway_tls_handshakes_total{protocol="tds",listener,version,result}
+//	    client TLS handshakes (TDS 7.x inside PRELOGIN and TDS 8)
+//
+// Create it with NewMetrics and register it in the process's registry; no
+// global registry is used. A nil *Metrics records nothing.
+type Metrics struct {
+	connections *prometheus.CounterVec
+	logins      *prometheus.CounterVec
+	bytes       *prometheus.CounterVec
+	handshakes  *prometheus.CounterVec
+	active      *prometheus.Desc
+	upstreamUp  *prometheus.Desc
+
+	mu        sync.Mutex
+	listeners map[*Listener]struct{} // serving or retired with sessions left
+}
+
+// NewMetrics creates the collector; nothing is registered anywhere.
+func NewMetrics() *Metrics {
+	return &Metrics{
+		connections: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gateway_tds_connections_total",
+			Help: "TDS client connections, counted when they end, by listener, dialect, client encryption as sent, negotiated encryption and outcome.",
+		}, []string{"listener", "dialect", "client_encryption", "negotiated", "outcome"}),
+		logins: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gateway_tds_logins_total",
+			Help: "TDS login attempts by listener and outcome (ok, login_failed, refused, upstream_error, client_gone).",
+		}, []string{"listener", "outcome"}),
+		bytes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gateway_tds_bytes_total",
+			Help: "TDS bytes relayed by listener and direction (to_upstream, to_client).",
+		}, []string{"listener", "direction"}),
+		handshakes: tlsmgr.NewHandshakeCounter("tds"),
+		active: prometheus.NewDesc("gateway_tds_connections_active",
+			"TDS client connections open now, by listener.", []string{"listener"}, nil),
+		upstreamUp: prometheus.NewDesc("gateway_tds_upstream_up",
+			"1 unless the last connection attempt to the listener's SQL Server failed (passive check).", []string{"listener"}, nil),
+		listeners: map[*Listener]struct{}{},
+	}
+}
+
+// Describe implements prometheus.Collector.
+func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
+	m.connections.Describe(ch)
+	m.logins.Describe(ch)
+	m.bytes.Describe(ch)
+	m.handshakes.Describe(ch)
+	ch <- m.active
+	ch <- m.upstreamUp
+}
+
+// Collect implements prometheus.Collector. A listener replaced by a reload
+// keeps its open sessions, under the same name as its replacement: their
+// connections are added together, and the upstream state is the new one's.
+func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
+	m.connections.Collect(ch)
+	m.logins.Collect(ch)
+	m.bytes.Collect(ch)
+	m.handshakes.Collect(ch)
+	active := map[string]int64{}
+	up := map[string]float64{}
+	m.mu.Lock()
+	for l := range m.listeners {
+		active[l.cfg.Name] += l.active.Load()
+		if !l.retired.Load() {
+			v := 1.0
+			if l.upstreamDown.Load() {
+				v = 0
+			}
+			up[l.cfg.Name] = v
+		}
+	}
+	m.mu.Unlock()
+	for name, n := range active {
+		ch <- prometheus.MustNewConstMetric(m.active, prometheus.GaugeValue, float64(n), name)
+	}
+	for name, v := range up {
+		ch <- prometheus.MustNewConstMetric(m.upstreamUp, prometheus.GaugeValue, v, name)
+	}
+}
+
+// attach and detach add and remove a listener from the live set.
+func (m *Metrics) attach(l *Listener) {
+	if m == nil {
+		return
+	}
+	m.mu.Lock()
+	m.listeners[l] = struct{}{}
+	m.mu.Unlock()
+}
+
+func (m *Metrics) detach(l *Listener) {
+	if m == nil {
+		return
+	}
+	m.mu.Lock()
+	delete(m.listeners, l)
+	m.mu.Unlock()
+}
+
+// byteCounters returns the listener's counters of bytes to the upstream and
+// to the client; nil counters when m is nil.
+func (m *Metrics) byteCounters(listener string) (up, down prometheus.Counter) {
+	if m == nil {
+		return nil, nil
+	}
+	return m.bytes.WithLabelValues(listener, "to_upstream"), m.bytes.WithLabelValues(listener, "to_client")
+}
+
+func (m *Metrics) handshake(listener, version, result string) {
+	if m == nil {
+		return
+	}
+	m.handshakes.WithLabelValues(listener, version, result).Inc()
+}
+
+func (m *Metrics) login(listener, outcome string) {
+	if m == nil {
+		return
+	}
+	m.logins.WithLabelValues(listener, outcome).Inc()
+}
+
+func (m *Metrics) connection(listener, dialect, clientEncryption, negotiated, outcome string) {
+	if m == nil {
+		return
+	}
+	m.connections.WithLabelValues(listener, dialect, clientEncryption, negotiated, outcome).Inc()
+}
+
+// encryptionLabel bounds the client_encryption label: values MS-TDS does
+// not define become "other".
+func encryptionLabel(v string) string {
+	switch {
+	case v == "":
+		return "none"
+	case strings.HasPrefix(v, "Encryption("):
+		return "other"
+	}
+	return v
+}
