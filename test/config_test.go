@@ -79,6 +79,7 @@ type gwSite struct {
 	PassiveHealth           *gwPassiveHealth  `json:"passive_health,omitempty"`
 	UpstreamTLS             *gwUpstreamTLS    `json:"upstream_tls,omitempty"`
 	ClientAuth              *gwClientAuth     `json:"client_auth,omitempty"`
+	AccessLogQuery          bool              `json:"access_log_query,omitempty"`
 }
 
 type gwSticky struct {

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"strings"
@@ -51,6 +52,10 @@ func startProc(t *testing.T, s procSpec) *proc {
 		done:   make(chan struct{}),
 	}
 	cmd.Stderr = p.stderr
+	if s.bin == gatewayBin {
+		// Kept for the log-hygiene scan after the run (proof_secrets_test.go).
+		cmd.Stderr = io.MultiWriter(p.stderr, e2eLogFile(t, s.name))
+	}
 	cmd.Stdout = p.stdout
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("starting %s: %v", s.name, err)
@@ -292,6 +297,7 @@ func runCLI(t *testing.T, env []string, args ...string) cliResult {
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
+	saveLog(t, "gateway-"+strings.Join(args[:min(len(args), 2)], "-"), stderr.Bytes())
 	res := cliResult{stdout: stdout.String(), stderr: stderr.String()}
 	var ee *exec.ExitError
 	switch {

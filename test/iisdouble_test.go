@@ -98,6 +98,9 @@ func newIISDouble(t *testing.T, name, scheme string, tlsCert *tls.Certificate) *
 		connUser:  map[int64]string{},
 		userConns: map[string][]int64{},
 	}
+	for _, pw := range d.users {
+		registerSecret(pw) // log hygiene: proof_secrets_test.go
+	}
 	d.healthy.Store(true)
 	scheme2 := "http"
 	if tlsCert != nil {
@@ -156,6 +159,7 @@ func connOf(r *http.Request) *iisConn { return r.Context().Value(iisConnKey{}).(
 
 func (d *iisDouble) echo(w http.ResponseWriter, r *http.Request) {
 	c := connOf(r)
+	registerSecret(r.Header.Get("Cookie")) // log hygiene: proof_secrets_test.go
 	sum := sha256.New()
 	n, _ := io.Copy(sum, r.Body)
 	w.Header().Set("Content-Type", "application/json")
@@ -170,6 +174,8 @@ func (d *iisDouble) echo(w http.ResponseWriter, r *http.Request) {
 // login is the classic FormsAuthentication redirect, built by ASP.NET from
 // the machine's own name over plain HTTP.
 func (d *iisDouble) login(w http.ResponseWriter, r *http.Request) {
+	registerSecret("s-" + d.name) // log hygiene: proof_secrets_test.go
+	registerSecret("t-" + d.name)
 	http.SetCookie(w, &http.Cookie{Name: "ASP.NET_SessionId", Value: "s-" + d.name, Path: "/", HttpOnly: true})
 	w.Header().Add("Set-Cookie", ".ASPXAUTH=t-"+d.name+"; path=/")
 	w.Header().Set("Location", "http://"+d.internal+"/Account/Login.aspx?ReturnUrl=%2fsecure%2f")
@@ -193,6 +199,7 @@ func (d *iisDouble) secure(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusUnauthorized)
 	}
 	auth := r.Header.Get("Authorization")
+	registerSecret(auth) // log hygiene: proof_secrets_test.go
 	if auth == "" {
 		if c.user == "" {
 			challenge("")

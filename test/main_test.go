@@ -39,7 +39,8 @@ func runMain(m *testing.M) int {
 		fmt.Fprintf(os.Stderr, "e2e: building the gateway: %v\n%s", err, out)
 		return 1
 	}
-	return m.Run()
+	// The log-hygiene scan runs last, over every gateway's logs.
+	return finishLogHygiene(m.Run())
 }
 
 // goTool is the go command of the toolchain running the tests: go test puts

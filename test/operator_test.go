@@ -159,6 +159,7 @@ func TestOperatorPFX(t *testing.T) {
 	roots := certPool(t, ca.pem)
 	const passwordEnv = "E2E_PFX_PASSWORD"
 	const password = "correct horse battery staple"
+	registerSecret(password) // log hygiene: proof_secrets_test.go
 
 	for _, form := range pfxForms {
 		t.Run(form.name, func(t *testing.T) {

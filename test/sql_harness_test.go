@@ -90,6 +90,9 @@ func newSQLBackend(t *testing.T, cfg tdstest.Config) *sqlBackend {
 	if cfg.Users == nil {
 		cfg.Users = map[string]string{sqlUser: sqlPassword}
 	}
+	for _, pw := range cfg.Users {
+		registerSecret(pw) // log hygiene: proof_secrets_test.go
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = zaptest.NewLogger(t, zaptest.Level(zapcore.InfoLevel)).Named("tdstest")
 	}
