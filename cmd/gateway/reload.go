@@ -24,12 +24,18 @@ import (
 // adds (an ACME order); past it the reload is refused.
 const reloadCertTimeout = 5 * time.Minute
 
-// watchHangup reloads the configuration on SIGHUP (and on the requests
-// carried by ctx: the Windows service manager's "paramchange"). It also keeps
-// SIGHUP from terminating the process, its default action.
-func watchHangup(ctx context.Context, logger *zap.Logger, reload func() error) (stop func()) {
+// notifyHangup starts catching SIGHUP into a channel that holds one pending
+// signal, for watchHangup.
+func notifyHangup() chan os.Signal {
 	ch := make(chan os.Signal, 1)
 	signal.Notify(ch, syscall.SIGHUP)
+	return ch
+}
+
+// watchHangup reloads the configuration on SIGHUP caught by notifyHangup (and on the requests
+// carried by ctx: the Windows service manager's "paramchange"). It also keeps
+// SIGHUP from terminating the process, its default action.
+func watchHangup(ctx context.Context, logger *zap.Logger, ch chan os.Signal, reload func() error) (stop func()) {
 	requests := reloadRequestsFrom(ctx)
 	done := make(chan struct{})
 	go func() {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os/signal"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -45,14 +46,19 @@ func newRunCommand() *cobra.Command {
 				source = "built-in defaults"
 			}
 			logger.Info("starting gateway", zap.String("version", version), zap.String("config", source))
+			// Catch SIGHUP before anything is ready: a SIGHUP that arrives
+			// while starting is held and applied once the gateway is up,
+			// instead of killing the process (its default action).
+			hup := notifyHangup()
 			g, err := startGateway(cmd.Context(), loaded.Config, logger, gatewayOptions{
 				load:  func() (*configs.Loaded, error) { return loadConfig(cmd) },
 				level: &level,
 			})
 			if err != nil {
+				signal.Stop(hup)
 				return err
 			}
-			stopHUP := watchHangup(cmd.Context(), logger, g.reload)
+			stopHUP := watchHangup(cmd.Context(), logger, hup, g.reload)
 			defer stopHUP()
 			return g.wait()
 		},
