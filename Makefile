@@ -13,7 +13,7 @@ build:
 	$(GO) build -ldflags "-X main.version=$(VERSION)" -o bin/gateway ./cmd/gateway
 
 # Fuzzing time per target: short in `make test`, longer in `make verify`.
-FUZZTIME_SHORT ?= 5s
+FUZZTIME_SHORT ?= 10s
 FUZZTIME       ?= 30s
 
 # Installs missing test dependencies (apt packages) when run as root,

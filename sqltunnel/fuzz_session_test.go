@@ -102,9 +102,9 @@ func newSessionFuzzHarness(f *testing.F) *sessionFuzzHarness {
 			WithServerTLS(serverTLS),
 			WithUpstreamTLS(&tls.Config{RootCAs: upPool, ServerName: fuzzUpstreamName, MinVersion: tls.VersionTLS12}),
 			WithDialer(dialFunc(h.dialUpstream)),
-			WithHandshakeTimeout(3*time.Second),
-			WithLoginTimeout(3*time.Second),
-			WithDialTimeout(3*time.Second))
+			WithHandshakeTimeout(2*time.Second),
+			WithLoginTimeout(2*time.Second),
+			WithDialTimeout(2*time.Second))
 		if err != nil {
 			f.Fatal(err)
 		}
@@ -166,8 +166,9 @@ func (h *sessionFuzzHarness) dialUpstream(ctx context.Context, _, _ string) (net
 }
 
 // serveUpstream is a minimal SQL Server forcing encryption: PRELOGIN
-// answered ON, TLS inside PRELOGIN, LOGIN7 answered with reply (or a
-// LOGINACK), then a DONE for every request until the gateway closes.
+// answered ON, TLS inside PRELOGIN, then LOGIN7 answered either with reply
+// and the end of the stream, or (reply empty) with a LOGINACK and a DONE
+// for every request until the gateway closes.
 func (h *sessionFuzzHarness) serveUpstream(c net.Conn, reply []byte) {
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
@@ -201,7 +202,12 @@ func (h *sessionFuzzHarness) serveUpstream(c net.Conn, reply []byte) {
 		if w.WriteMessage(tds.Message{Type: tds.PacketReply, Status: tds.StatusEOM, Payload: reply}) != nil {
 			return
 		}
-	} else if _, err := tc.Write(reply); err != nil {
+	} else {
+		// A fuzzed reply, then the end of the stream: a truncated reply
+		// must end in EOF at once, not in the gateway's login timeout.
+		_, _ = tc.Write(reply)
+		_ = tc.CloseWrite()
+		_, _ = io.Copy(io.Discard, tc)
 		return
 	}
 	var rb tds.ReplyBuilder

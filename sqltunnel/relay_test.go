@@ -144,8 +144,10 @@ func TestRelayAttention(t *testing.T) {
 	if len(recs) != 1 {
 		t.Fatalf("%d upstream sessions, want 1", len(recs))
 	}
-	if recs[0].Attentions != 2 {
-		t.Errorf("upstream received %d attentions, want 2", recs[0].Attentions)
+	// Two cancels, each relayed: go-mssqldb sometimes sends a second
+	// attention for one cancel (tdstest answers each), so 2 is a minimum.
+	if recs[0].Attentions < 2 {
+		t.Errorf("upstream received %d attentions, want at least 2 (one per cancel)", recs[0].Attentions)
 	}
 }
 

@@ -281,7 +281,7 @@ func (v *verifier) fuzz() {
 		before := listDir(corpus)
 		ctx, cancel := context.WithTimeout(context.Background(), v.fuzzTime+10*time.Minute)
 		out, err := v.command(ctx, "fuzz-"+tg.name+".log", nil, "go", "test", "-run", "^$",
-			"-fuzz", "^"+tg.name+"$", "-fuzztime", v.fuzzTime.String(), "-fuzzminimizetime", "5s", tg.pkg)
+			"-fuzz", "^"+tg.name+"$", "-fuzztime", v.fuzzTime.String(), "-fuzzminimizetime", "2s", tg.pkg)
 		cancel()
 		var crashers []string
 		for _, f := range listDir(corpus) {
