@@ -40,6 +40,7 @@ type options struct {
 	maxTime       time.Duration
 	keep          bool
 	profileDir    string
+	memRounds     int
 }
 
 const allTests = "h1,h2,handshake,fullhandshake,download,idle,select1,logins,bulk,sessions"
@@ -63,6 +64,7 @@ func main() {
 	fs.Int64Var(&o.downloadBytes, "download-bytes", 1<<30, "size of the download test")
 	fs.Int64Var(&o.bulkBytes, "bulk-bytes", 256<<20, "size of the TDS rowset test")
 	fs.IntVar(&o.queries, "queries", 2000, "SELECT 1 round trips for the latency test")
+	fs.IntVar(&o.memRounds, "mem-rounds", 2, "rounds that include the memory tests (their figures vary little; each costs ~2 min)")
 	fs.DurationVar(&o.settle, "settle", 2*time.Second, "wait before reading a process's memory")
 	fs.StringVar(&o.peers, "peers", "nginx,haproxy,caddy", "peer proxies to compare with (missing ones are skipped)")
 	fs.StringVar(&o.tests, "tests", allTests, "tests to run")
@@ -260,7 +262,7 @@ func run(ctx context.Context, o options, stdout io.Writer) error {
 			return append(slices.Clone(ts[k:]), ts[:k]...)
 		}
 		measure := func(test, id string, targets []string, f func(t string) (sample, error)) {
-			if !tests[test] {
+			if !tests[test] || ((test == "idle" || test == "sessions") && round >= o.memRounds) {
 				return
 			}
 			for _, t := range rot(targets) {
@@ -268,7 +270,7 @@ func run(ctx context.Context, o options, stdout io.Writer) error {
 					return
 				}
 				var prof chan error
-				if t == "gateway" && b.pprof != "" && round == 0 {
+				if t == "gateway" && b.pprof != "" && round == 0 && test != "idle" && test != "sessions" { // memory tests use fresh gateways
 					prof = make(chan error, 1)
 					go func() { prof <- b.cpuProfile(ctx, filepath.Join(o.profileDir, id+".pprof"), o.duration) }()
 				}
@@ -342,7 +344,10 @@ func run(ctx context.Context, o options, stdout io.Writer) error {
 			return b.logins(ctx, sqlAddrs[t], o.duration, 4)
 		})
 		measure("bulk", "bulk", sqlTargets, func(t string) (sample, error) {
-			return b.bulk(ctx, sqlAddrs[t], o.bulkBytes, 5*time.Minute)
+			return b.bulk(ctx, sqlAddrs[t], o.bulkBytes, 0, 5*time.Minute)
+		})
+		measure("bulk", "bulk_16k", sqlTargets, func(t string) (sample, error) {
+			return b.bulk(ctx, sqlAddrs[t], o.bulkBytes, 16383, 5*time.Minute)
 		})
 		measure("sessions", "session_mem", []string{"gateway"}, func(string) (sample, error) {
 			return b.sessions(ctx, o.sessions, o.settle)
@@ -371,33 +376,6 @@ func run(ctx context.Context, o options, stdout io.Writer) error {
 	return nil
 }
 
-// declareMetrics lists the figures in report order with the goals.
-func declareMetrics(r *results, tests map[string]bool, httpTargets, sqlTargets []string) {
-	type decl struct {
-		test string
-		m    metric
-		ts   []string
-	}
-	for _, d := range []decl{
-		{"h1", metric{ID: "h1_keepalive", Title: "HTTP/1.1 keep-alive, 64 B", Unit: "req/s", Higher: true, Goals: []goal{{"nginx", 1.0}, {"caddy", 1.2}}}, httpTargets},
-		{"h2", metric{ID: "h2", Title: "HTTP/2, 10 streams/conn, 64 B", Unit: "req/s", Higher: true, Goals: []goal{{"caddy", 1.0}}}, httpTargets},
-		{"handshake", metric{ID: "h1_handshake", Title: "new connection per request (wrk: TLS sessions resumed)", Unit: "req/s", Higher: true, Goals: []goal{{"nginx", 1.0}}}, httpTargets},
-		{"fullhandshake", metric{ID: "full_handshake", Title: "full TLS handshake per request (Go client)", Unit: "req/s", Higher: true, Goals: []goal{{"nginx", 1.0}}}, httpTargets},
-		{"download", metric{ID: "download", Title: "download", Unit: "MB/s", Higher: true, Goals: []goal{{"direct", 0.8}}}, httpTargets},
-		{"idle", metric{ID: "idle_conn_mem", Title: "memory per idle TLS connection", Unit: "KiB", Goals: []goal{{"", 30}}}, httpTargets},
-		{"select1", metric{ID: "select1_p50", Title: "SELECT 1 latency p50", Unit: "µs", Goals: []goal{{"direct", 1.15}}}, sqlTargets},
-		{"select1", metric{ID: "select1_p99", Title: "SELECT 1 latency p99", Unit: "µs"}, sqlTargets},
-		{"logins", metric{ID: "logins_seq", Title: "logins (login, SELECT 1, close), 1 at a time", Unit: "logins/s", Higher: true, Goals: []goal{{"direct", 0.8}}}, sqlTargets},
-		{"logins", metric{ID: "logins_par4", Title: "logins, 4 in parallel", Unit: "logins/s", Higher: true, Goals: []goal{{"direct", 0.8}}}, sqlTargets},
-		{"bulk", metric{ID: "bulk", Title: "rowset, VARBINARY(8000) rows", Unit: "MB/s", Higher: true, Goals: []goal{{"direct", 0.9}}}, sqlTargets},
-		{"sessions", metric{ID: "session_mem", Title: "memory per idle SQL session", Unit: "KiB", Goals: []goal{{"", 64}}}, []string{"gateway"}},
-	} {
-		if tests[d.test] {
-			r.declare(d.m, d.ts)
-		}
-	}
-}
-
 // backendStats reads the backend's counters (TLS handshakes, upstream
 // connections); nil if unavailable.
 func backendStats(ctx context.Context, tlsCfg *tls.Config, direct string) map[string]int64 {
@@ -419,50 +397,6 @@ func backendStats(ctx context.Context, tlsCfg *tls.Config, direct string) map[st
 		return nil
 	}
 	return st
-}
-
-// cpuProfile saves a CPU profile of the long-running gateway for d.
-func (b *bench) cpuProfile(ctx context.Context, file string, d time.Duration) error {
-	return saveProfile(ctx, fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", b.pprof, int(d.Seconds())), file, d+30*time.Second)
-}
-
-// heapProfile saves a heap profile of the fresh gateway of a memory test
-// as DIR/<id>.heap.pprof; it does nothing without -profile.
-func (b *bench) heapProfile(ctx context.Context, id string) {
-	if b.pprof2 == "" {
-		return
-	}
-	file := filepath.Join(b.profileDir, id+".heap.pprof")
-	if err := saveProfile(ctx, "http://"+b.pprof2+"/debug/pprof/heap?gc=1", file, 30*time.Second); err != nil {
-		logf("heap profile for %s: %v", id, err)
-	}
-}
-
-func saveProfile(ctx context.Context, url, file string, limit time.Duration) error {
-	ctx, cancel := context.WithTimeout(ctx, limit)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("%s: %s", url, resp.Status)
-	}
-	f, err := os.Create(file)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(f, resp.Body); err != nil {
-		_ = f.Close()
-		return err
-	}
-	logf("wrote %s", file)
-	return f.Close()
 }
 
 // negotiated is the TLS version and key exchange a default Go client gets

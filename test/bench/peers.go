@@ -11,7 +11,9 @@ import (
 // The peers' configurations are equivalent to the gateway's defaults where
 // it matters for the figures: TLS 1.2 and 1.3 with each server's default
 // ciphers, HTTP/2 and HTTP/1.1 offered, HTTP/1.1 with keep-alive to the
-// upstream, no access log, keep-alive to clients with no request cap (the
+// upstream and an idle pool as large as the gateway's (1024 per upstream:
+// with nginx's usual 64, or Caddy's default, they close and re-open
+// upstream connections under the HTTP/2 load), no access log, keep-alive to clients with no request cap (the
 // gateway has none; nginx closes after 1000 requests by default, which would
 // turn the keep-alive test into a handshake test), idle client connections
 // kept 5 minutes, and enough file descriptors for the idle-connection test.
@@ -43,7 +45,7 @@ http {
   http2_max_requests 100000000;
   upstream backend {
     server %[3]s;
-    keepalive 64;
+    keepalive 1024;
   }
   server {
     listen %[4]s ssl http2;
@@ -105,7 +107,13 @@ func (b *bench) caddyConf(dir, addr string) (string, error) {
 }
 https://%[1]s {
   tls %[2]s %[3]s
-  reverse_proxy %[4]s
+  reverse_proxy %[4]s {
+    transport http {
+      keepalive 5m
+      keepalive_idle_conns 1024
+      keepalive_idle_conns_per_host 1024
+    }
+  }
 }
 `, addr, b.certs.cert, b.certs.key, b.backend)
 	path := filepath.Join(dir, "Caddyfile")

@@ -19,8 +19,11 @@ import (
 
 // dsn is go-mssqldb's connection string for addr with full encryption and
 // the bench root, as a well-configured application would connect.
-func (b *bench) dsn(addr string) string {
+func (b *bench) dsn(addr string, extra ...string) string {
 	q := url.Values{}
+	for i := 0; i+1 < len(extra); i += 2 {
+		q.Set(extra[i], extra[i+1])
+	}
 	q.Set("encrypt", "true")
 	q.Set("hostNameInCertificate", "localhost")
 	q.Set("certificate", b.certs.root)
@@ -31,8 +34,8 @@ func (b *bench) dsn(addr string) string {
 	return u.String()
 }
 
-func (b *bench) openDB(addr string) (*sql.DB, error) {
-	c, err := mssql.NewConnector(b.dsn(addr))
+func (b *bench) openDB(addr string, extra ...string) (*sql.DB, error) {
+	c, err := mssql.NewConnector(b.dsn(addr, extra...))
 	if err != nil {
 		return nil, err
 	}
@@ -132,12 +135,17 @@ func cmpOr(a, b error) error {
 	return b
 }
 
-// bulk reads SELECT * FROM tdstest.rows(rows, width) and returns MB/s of
-// row data (10^6 bytes per second).
-func (b *bench) bulk(ctx context.Context, addr string, totalBytes int64, limit time.Duration) (sample, error) {
+// bulk reads SELECT * FROM tdstest.rows(rows, width) with packets of
+// packetSize bytes (0: the driver's default, 4096) and returns MB/s of row
+// data (10^6 bytes per second).
+func (b *bench) bulk(ctx context.Context, addr string, totalBytes int64, packetSize int, limit time.Duration) (sample, error) {
 	const width = 8000 // VARBINARY(8000): the largest non-MAX column
 	rowsN := (totalBytes + width - 1) / width
-	db, err := b.openDB(addr)
+	var extra []string
+	if packetSize > 0 {
+		extra = []string{"packet size", fmt.Sprint(packetSize)}
+	}
+	db, err := b.openDB(addr, extra...)
 	if err != nil {
 		return sample{}, err
 	}
