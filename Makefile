@@ -5,7 +5,7 @@ GO      ?= go
 PKGS    ?= ./...
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 
-.PHONY: all build test verify fuzz test-deps lint fmt clean bench bench-deps bench-go
+.PHONY: all build test verify verify-long fuzz test-deps lint fmt clean bench bench-deps bench-go
 
 all: lint test
 
@@ -31,6 +31,11 @@ test: test-deps
 # (check, figure, verdict) and fails if any check fails. About 25 minutes.
 verify: test-deps
 	$(GO) run ./test/verify -fuzztime $(FUZZTIME)
+
+# Only the long proofs of verify (testssl, sslscan, h2spec, faults under
+# load, tshark as root), with its table: what CI adds after make test.
+verify-long: test-deps
+	$(GO) run ./test/verify -steps long
 
 # Only the fuzzing step of verify.
 fuzz:
