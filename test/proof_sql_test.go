@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"database/sql"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -41,29 +40,13 @@ const (
 	proofQuery = "SELECT 918273645"
 )
 
-// proofConfig is a gateway configuration with SQL listeners; JSON flattens
-// the embedded gwConfig.
-type proofConfig struct {
-	gwConfig
-	SQL []proofSQL `json:"sql,omitempty"`
-}
-
-type proofSQL struct {
-	Name             string           `json:"name"`
-	Listen           string           `json:"listen"`
-	Hostname         string           `json:"hostname"`
-	ClientEncryption string           `json:"client_encryption"`
-	MaxConnections   int              `json:"max_connections,omitempty"`
-	Upstream         proofSQLUpstream `json:"upstream"`
-}
-
-type proofSQLUpstream struct {
-	Address    string `json:"address"`
-	Encryption string `json:"encryption"`
-	ServerName string `json:"server_name,omitempty"`
-	CAFile     string `json:"ca_file,omitempty"`
-	PinSHA256  string `json:"pin_sha256,omitempty"`
-}
+// The proofs write the same SQL configuration as the SQL end-to-end tests
+// (sql_harness_test.go).
+type (
+	proofConfig      = gwSQLConfig
+	proofSQL         = gwSQL
+	proofSQLUpstream = gwSQLUpstream
+)
 
 // newProofSQLConfig is a SQL-only gateway: one listener on a free port for
 // proofSQLHost with client_encryption policy, in front of upstream
@@ -86,15 +69,6 @@ func newProofSQLConfig(t *testing.T, policy, upstream, caFile string) *proofConf
 			Upstream:         proofSQLUpstream{Address: upstream, Encryption: "required", ServerName: "localhost", CAFile: caFile},
 		}},
 	}
-}
-
-func (c *proofConfig) write(t *testing.T) string {
-	t.Helper()
-	data, err := json.MarshalIndent(c, "", "  ")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return writeFile(t, t.TempDir(), "gateway.yaml", data)
 }
 
 // proofGateway is a running gateway with its exported root.

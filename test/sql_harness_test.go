@@ -47,6 +47,7 @@ type gwSQL struct {
 	Listen           string        `json:"listen"`
 	Hostname         string        `json:"hostname"`
 	ClientEncryption string        `json:"client_encryption"`
+	MaxConnections   int           `json:"max_connections,omitempty"`
 	Upstream         gwSQLUpstream `json:"upstream"`
 }
 
