@@ -24,9 +24,9 @@ import (
 
 // The wire proof: tshark captures both legs of every client mode on the
 // loopback interface, and the check reads the capture back — TCP payloads
-// reassembled per direction, and tshark's own TDS dissector — to show that
-// no password (plain, UTF-16LE, LOGIN7-obfuscated), no query text and no
-// LOGIN7 or SQL batch packet crosses either leg in clear. A plain session
+// reassembled per direction, and tshark's own TDS and TLS dissectors — to
+// show that no password (plain, UTF-16LE, LOGIN7-obfuscated), no query text
+// and no LOGIN7 or SQL batch packet crosses either leg in clear. A plain session
 // straight to a double is captured too, as the negative control: the same
 // search must find the password and the LOGIN7 there.
 
@@ -169,38 +169,46 @@ func tsharkPayloads(t *testing.T, bin, file string) []tcpDirection {
 	return list
 }
 
-// tdsRow is one TDS-dissected frame: its ports and the packet types in it.
-type tdsRow struct {
-	src, dst int
-	types    []int
+// dissectedRow is one frame as a tshark dissector saw it: its TCP stream,
+// ports and the type bytes it decoded (TDS packet types, or TLS record
+// content types).
+type dissectedRow struct {
+	stream, src, dst int
+	types            []int
 }
 
-// tsharkTDSTypes decodes ports as TDS with tshark's own dissector and
-// returns the packet types it saw in each frame.
-func tsharkTDSTypes(t *testing.T, bin, file string, ports []int) []tdsRow {
+// tsharkDissect decodes ports with the named dissector ("tds" or "tls")
+// and returns, per frame, the values of the given type fields.
+func tsharkDissect(t *testing.T, bin, file, proto string, ports []int, fields ...string) []dissectedRow {
 	t.Helper()
 	args := []string{"-r", file}
 	for _, p := range ports {
-		args = append(args, "-d", fmt.Sprintf("tcp.port==%d,tds", p))
+		args = append(args, "-d", fmt.Sprintf("tcp.port==%d,%s", p, proto))
 	}
-	args = append(args, "-Y", "tds", "-T", "fields", "-E", "occurrence=a", "-E", "aggregator=,",
-		"-e", "tcp.srcport", "-e", "tcp.dstport", "-e", "tds.type")
+	args = append(args, "-Y", proto, "-T", "fields", "-E", "occurrence=a", "-E", "aggregator=,",
+		"-e", "tcp.stream", "-e", "tcp.srcport", "-e", "tcp.dstport")
+	for _, f := range fields {
+		args = append(args, "-e", f)
+	}
 	out, err := exec.Command(bin, args...).Output()
 	if err != nil {
-		t.Fatalf("tshark -r (TDS): %v", err)
+		t.Fatalf("tshark -r (%s): %v", proto, err)
 	}
-	var rows []tdsRow
+	var rows []dissectedRow
 	for line := range strings.Lines(string(out)) {
-		f := strings.Split(strings.TrimSpace(line), "\t")
-		if len(f) != 3 {
+		f := strings.Split(strings.TrimRight(line, "\r\n"), "\t")
+		if len(f) != 3+len(fields) {
 			continue
 		}
-		r := tdsRow{}
-		r.src, _ = strconv.Atoi(f[0])
-		r.dst, _ = strconv.Atoi(f[1])
-		for v := range strings.SplitSeq(f[2], ",") {
-			if n, err := strconv.ParseInt(v, 0, 32); err == nil {
-				r.types = append(r.types, int(n))
+		r := dissectedRow{}
+		r.stream, _ = strconv.Atoi(f[0])
+		r.src, _ = strconv.Atoi(f[1])
+		r.dst, _ = strconv.Atoi(f[2])
+		for _, col := range f[3:] {
+			for v := range strings.SplitSeq(col, ",") {
+				if n, err := strconv.ParseInt(v, 0, 32); err == nil {
+					r.types = append(r.types, int(n))
+				}
 			}
 		}
 		rows = append(rows, r)
@@ -288,7 +296,11 @@ func TestVerifyWire(t *testing.T) {
 	secrets := append(proofWireForms("password", proofSQLPassword, true), proofWireForms("query", proofQuery, false)...)
 	var encBytes, encDirs, records int
 	controlHits := map[string]bool{}
+	dialect := map[int]byte{} // TCP stream → first byte the client sent: 0x12 TDS 7.x, 0x16 TDS 8
 	for _, d := range tsharkPayloads(t, bin, ts.file) {
+		if slices.Contains(encrypted, d.dst) && len(d.payload) > 0 {
+			dialect[d.stream] = d.payload[0]
+		}
 		switch {
 		case d.src == controlPort || d.dst == controlPort:
 			for _, h := range proofFind(d.payload, secrets) {
@@ -314,35 +326,71 @@ func TestVerifyWire(t *testing.T) {
 		t.Errorf("only %d encrypted directions, %d TLS records captured: the capture missed the sessions", encDirs, records)
 	}
 
-	// tshark's TDS dissector: on the encrypted legs only PRELOGIN (0x12)
-	// and its answer (0x04) may appear in clear; never LOGIN7 (0x10), SQL
-	// batch (0x01), RPC (0x03), attention (0x06), transaction manager
-	// (0x0E) or SSPI (0x11). The control leg must show LOGIN7 and a batch.
+	// tshark's dissectors, as a second opinion on every session. A TDS 7.x
+	// session (it opens with PRELOGIN 0x12) is read with the TDS dissector,
+	// which hands the stream to its TLS dissector after the handshake: only
+	// PRELOGIN (0x12) and its answer (0x04) may appear, never LOGIN7 (0x10),
+	// SQL batch (0x01), RPC (0x03), attention (0x06), transaction manager
+	// (0x0E) or SSPI (0x11). A TDS 8 session is TLS from its first byte;
+	// the TDS dissector would read TLS record headers as TDS headers and
+	// walk into ciphertext, so it is read with the TLS dissector instead:
+	// handshake, then application data, nothing but TLS record types. The
+	// control leg must show LOGIN7 and a batch.
 	clearOnly := []int{0x01, 0x03, 0x06, 0x0E, 0x10, 0x11}
-	var encTypes, controlTypes []int
-	for _, r := range tsharkTDSTypes(t, bin, ts.file, append(encrypted, controlPort)) {
-		for _, typ := range r.types {
-			switch {
-			case r.dst == controlPort:
-				if !slices.Contains(controlTypes, typ) {
-					controlTypes = append(controlTypes, typ)
-				}
-			case r.src == controlPort:
-			default:
-				if !slices.Contains(encTypes, typ) {
-					encTypes = append(encTypes, typ)
-				}
+	var encTypes, controlTypes, tds8Types []int
+	add := func(l *[]int, v int) {
+		if !slices.Contains(*l, v) {
+			*l = append(*l, v)
+		}
+	}
+	for _, r := range tsharkDissect(t, bin, ts.file, "tds", append(encrypted, controlPort), "tds.type") {
+		switch {
+		case r.dst == controlPort:
+			for _, typ := range r.types {
+				add(&controlTypes, typ)
+			}
+		case r.src == controlPort || dialect[r.stream] != 0x12:
+		default:
+			for _, typ := range r.types {
+				add(&encTypes, typ)
 				if slices.Contains(clearOnly, typ) {
-					t.Errorf("tshark decodes a TDS 0x%02x packet in clear on %d→%d", typ, r.src, r.dst)
+					t.Errorf("tshark decodes a TDS 0x%02x packet in clear on %d→%d (TCP stream %d)", typ, r.src, r.dst, r.stream)
 				}
 			}
 		}
 	}
+	tds8Streams := map[int][]int{}
+	for _, r := range tsharkDissect(t, bin, ts.file, "tls", encrypted, "tls.record.content_type", "tls.record.opaque_type") {
+		if dialect[r.stream] != 0x16 {
+			continue
+		}
+		l := tds8Streams[r.stream]
+		for _, typ := range r.types {
+			add(&l, typ)
+			add(&tds8Types, typ)
+			if typ < 20 || typ > 23 {
+				t.Errorf("tshark's TLS dissector reads record type %d on the TDS 8 session %d→%d (TCP stream %d)", typ, r.src, r.dst, r.stream)
+			}
+		}
+		tds8Streams[r.stream] = l
+	}
+	for s, d := range dialect {
+		if d != 0x16 {
+			continue
+		}
+		if l := tds8Streams[s]; !slices.Contains(l, 22) || !slices.Contains(l, 23) {
+			t.Errorf("TDS 8 session (TCP stream %d): tshark's TLS dissector saw record types %v, want a handshake (22) and application data (23)", s, l)
+		}
+	}
+	if len(tds8Streams) == 0 {
+		t.Errorf("no TDS 8 session captured: the strict mode was not exercised")
+	}
 	slices.Sort(encTypes)
 	slices.Sort(controlTypes)
+	slices.Sort(tds8Types)
 	if !slices.Contains(controlTypes, 0x10) || !slices.Contains(controlTypes, 0x01) {
 		t.Errorf("negative control: tshark saw TDS types %s from the plain client, want LOGIN7 0x10 and SQL batch 0x01", hexList(controlTypes))
 	}
-	row.set("%s (upstream TDS 7.x and TDS 8): %d TCP directions, %d bytes, %d TLS records, 0 secrets in clear, tshark TDS types %s only; control (plain session): %d secret forms and types %s found",
-		strings.Join(modes, ", "), encDirs, encBytes, records, hexList(encTypes), len(controlHits), hexList(controlTypes))
+	row.set("%s (upstream TDS 7.x and TDS 8): %d TCP directions, %d bytes, %d TLS records, 0 secrets in clear; tshark: TDS 7.x sessions show TDS types %s only, %d TDS 8 sessions TLS record types %v only; control (plain session): %d secret forms and TDS types %s found",
+		strings.Join(modes, ", "), encDirs, encBytes, records, hexList(encTypes), len(tds8Streams), tds8Types, len(controlHits), hexList(controlTypes))
 }
