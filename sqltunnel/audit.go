@@ -93,6 +93,9 @@ func (s *session) logLogin() {
 		zap.String("upstream_verify", s.l.verifyMode),
 	)
 	f = appendTLS(f, "upstream", a.upstreamTLS)
+	if a.upstreamTLS != nil {
+		f = append(f, zap.Bool("upstream_tls_resumed", a.upstreamTLS.DidResume))
+	}
 	f = append(f, zap.Bool("mars", a.mars), zap.String("outcome", a.outcome))
 	if a.reason != "" {
 		f = append(f, zap.String("reason", a.reason))

@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/gateway-project/gateway/configs"
+	"github.com/gateway-project/gateway/sqltunnel/tdstls"
 	"github.com/gateway-project/gateway/tlsmgr"
 )
 
@@ -85,6 +86,9 @@ func New(cfg configs.SQLListener, opts ...Option) (*Listener, error) {
 	if l.tds7TLS == nil || l.tds8TLS == nil {
 		return nil, fmt.Errorf("sqltunnel: listener %s: WithServerTLS returned a nil configuration", cfg.Name)
 	}
+	// Limited once, not per connection: one configuration keeps one set of
+	// session ticket keys, so clients can resume their sessions.
+	l.tds7TLS = tdstls.Limit(l.tds7TLS)
 	if !slices.Contains(l.tds8TLS.NextProtos, alpnTDS8) {
 		l.tds8TLS.NextProtos = append([]string{alpnTDS8}, l.tds8TLS.NextProtos...)
 	}
@@ -107,6 +111,10 @@ func New(cfg configs.SQLListener, opts ...Option) (*Listener, error) {
 		l.upTLS.DynamicRecordSizingDisabled = true
 		l.upTLS8 = l.upTLS.Clone()
 		l.upTLS8.NextProtos = []string{alpnTDS8}
+		// Clones share the session cache (tlsmgr.ClientTLSConfig): the
+		// upstream handshake of a new session resumes an earlier one's
+		// when the upstream issues session tickets.
+		l.upTLS = tdstls.Limit(l.upTLS)
 		if u.InsecureSkipVerify {
 			l.log.Warn("upstream certificate verification is disabled (insecure_skip_verify); set pin_sha256 or ca_file",
 				zap.String("upstream", u.Address))

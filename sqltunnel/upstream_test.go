@@ -1,7 +1,9 @@
 package sqltunnel
 
 import (
+	"context"
 	"crypto/sha256"
+	"crypto/tls"
 	"encoding/hex"
 	"net"
 	"strings"
@@ -10,6 +12,7 @@ import (
 	"github.com/gateway-project/gateway/configs"
 	"github.com/gateway-project/gateway/sqltunnel/tds"
 	"github.com/gateway-project/gateway/sqltunnel/tdstest"
+	"github.com/gateway-project/gateway/sqltunnel/tdstls"
 )
 
 // TestUpstreamFailClosed: whatever is wrong with the upstream, the client
@@ -185,6 +188,63 @@ func TestUpstreamModes(t *testing.T) {
 				t.Fatalf("upstream sessions %+v, want one in mode %v", recs, tc.wantMode)
 			}
 		})
+	}
+}
+
+// TestUpstreamResumesSessions: the second session's upstream handshake
+// resumes the first one's TLS session, in TDS 7.x (TLS 1.2 inside PRELOGIN)
+// and in TDS 8 (TLS 1.3), and the audit line says so.
+func TestUpstreamResumesSessions(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		server tdstest.Config
+		strict bool
+	}{
+		{name: "tds7", server: tdstest.Config{Encryption: tdstest.EncryptForced}},
+		{name: "tds8", server: tdstest.Config{Encryption: tdstest.EncryptStrict}, strict: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv, caFile := upstreamDouble(t, tc.server)
+			cfg := listenerConfig(srv.Addr(), caFile)
+			if tc.strict {
+				cfg.Upstream.Encryption = configs.UpstreamEncryptionStrict
+			}
+			g := startGateway(t, cfg)
+			for i, want := range []bool{false, true} {
+				db := g.open(t, map[string]string{"encrypt": "true"})
+				if err := selectOne(testCtx(t), db); err != nil {
+					t.Fatalf("session %d: %v", i+1, err)
+				}
+				_ = db.Close() // a new connection, so a new upstream handshake, for the next one
+				g.logs.waitMsg(t, "sql login", map[string]any{"outcome": "ok", "upstream_tls_resumed": want})
+			}
+			recs := srv.Sessions()
+			if len(recs) != 2 || recs[0].TLSResumed || !recs[1].TLSResumed || !recs[1].LoginInTLS {
+				t.Fatalf("upstream sessions %+v, want a full handshake then a resumed one, the login inside TLS", recs)
+			}
+		})
+	}
+}
+
+// TestListenerResumesClientSessions: a client that keeps TLS sessions (as
+// SChannel-based drivers do) resumes its session with the gateway's TDS 7.x
+// listener on its next connection.
+func TestListenerResumesClientSessions(t *testing.T) {
+	srv, caFile := upstreamDouble(t, tdstest.Config{})
+	g := startGateway(t, listenerConfig(srv.Addr(), caFile))
+	cfg := g.pki.clientTLS()
+	cfg.ClientSessionCache = tls.NewLRUClientSessionCache(4)
+	for i, want := range []bool{false, true} {
+		c := dialRaw(t, g.addr)
+		c.prelogin(&tds.Prelogin{Encryption: new(tds.EncryptOn)})
+		tc, err := tdstls.Client(context.Background(), c.conn, cfg)
+		if err != nil {
+			t.Fatalf("connection %d: %v", i+1, err)
+		}
+		if got := tc.ConnectionState().DidResume; got != want {
+			t.Errorf("connection %d: resumed %v, want %v", i+1, got, want)
+		}
+		_ = tc.Close()
 	}
 }
 

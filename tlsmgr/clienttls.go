@@ -57,6 +57,10 @@ func (e *VerifyError) Unwrap() []error {
 
 var errNoPeerCertificate = errors.New("the server presented no certificate")
 
+// sessionCacheSize bounds the sessions a client configuration keeps: one per
+// server name (or address, without one), so a few suffice.
+const sessionCacheSize = 64
+
 // ClientTLSConfig builds the *tls.Config used to connect to an upstream
 // server described by u. TLS 1.2 is the minimum.
 //
@@ -74,12 +78,26 @@ var errNoPeerCertificate = errors.New("the server presented no certificate")
 //     or to the system roots when CAFile is empty.
 //
 // Failed verification returns a *VerifyError from the handshake.
+//
+// The configuration keeps a cache of TLS sessions, so that a new connection
+// to the same upstream resumes a session (an abbreviated handshake: no
+// certificate, no signature, no key exchange) when the server issues session
+// tickets. Resumption does not weaken verification: the server must prove it
+// holds the session's secret, which only the verified server of the full
+// handshake has, and VerifyConnection checks the session's certificates
+// again (chain, name, expiry, pin) on every resumed handshake. Clones of the
+// configuration share the cache; a reload builds a new configuration, and so
+// a new, empty cache.
 func ClientTLSConfig(u configs.UpstreamTLS, logger *zap.Logger) (*tls.Config, error) {
 	if logger == nil {
 		logger = zap.NewNop()
 	}
 	log := logger.Named("tlsmgr").With(zap.String("server_name", u.ServerName))
-	cfg := &tls.Config{ServerName: u.ServerName, MinVersion: tls.VersionTLS12}
+	cfg := &tls.Config{
+		ServerName:         u.ServerName,
+		MinVersion:         tls.VersionTLS12,
+		ClientSessionCache: tls.NewLRUClientSessionCache(sessionCacheSize),
+	}
 
 	if u.InsecureSkipVerify {
 		if u.CAFile != "" || u.PinSHA256 != "" {

@@ -7,9 +7,11 @@ import (
 	"crypto/x509"
 	"encoding/hex"
 	"errors"
+	"net"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
@@ -83,6 +85,74 @@ func TestClientTLSConfig(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestClientTLSConfigResumes: a second connection resumes the first one's
+// session (TLS 1.2, the version TDS 7.x carries, and TLS 1.3), and the
+// verification still runs on the resumed handshake: a configuration whose
+// pin no longer matches the session's certificate is refused even though
+// the session itself is valid.
+func TestClientTLSConfigResumes(t *testing.T) {
+	ca := newTestCA(t, "Upstream CA")
+	leaf := ca.leaf(t, leafOpts{}, "db.test")
+	caFile := writeFile(t, filepath.Join(t.TempDir(), "ca.pem"), ca.pem)
+	sum := sha256.Sum256(leaf.cert.Raw)
+	for _, version := range []uint16{tls.VersionTLS12, tls.VersionTLS13} {
+		t.Run(tls.VersionName(version), func(t *testing.T) {
+			addr := serveTLS(t, &tls.Config{Certificates: []tls.Certificate{leaf.tlsCert(t, ca)}, MaxVersion: version})
+			cfg, err := ClientTLSConfig(configs.UpstreamTLS{ServerName: "db.test", CAFile: caFile, PinSHA256: hex.EncodeToString(sum[:])}, zaptest.NewLogger(t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			verified := 0
+			verify := cfg.VerifyConnection
+			cfg.VerifyConnection = func(cs tls.ConnectionState) error {
+				verified++
+				return verify(cs)
+			}
+			first, err := resumingHandshake(t, addr, cfg)
+			if err != nil || first.DidResume {
+				t.Fatalf("first handshake: resumed %v, error %v; want a full handshake", first.DidResume, err)
+			}
+			second, err := resumingHandshake(t, addr, cfg.Clone()) // clones share the cache
+			if err != nil || !second.DidResume {
+				t.Fatalf("second handshake: resumed %v, error %v; want a resumed one", second.DidResume, err)
+			}
+			if verified != 2 {
+				t.Errorf("VerifyConnection ran %d times over a full and a resumed handshake, want 2", verified)
+			}
+
+			// The same session cache under a configuration whose pin no
+			// longer matches: the resumed handshake must fail.
+			pinned, err := ClientTLSConfig(configs.UpstreamTLS{ServerName: "db.test", CAFile: caFile, PinSHA256: strings.Repeat("ab", 32)}, zaptest.NewLogger(t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			pinned.ClientSessionCache = cfg.ClientSessionCache
+			if _, err := resumingHandshake(t, addr, pinned); !errors.Is(err, ErrPinMismatch) {
+				t.Fatalf("resumed handshake with a mismatched pin: error %v, want %v", err, ErrPinMismatch)
+			}
+		})
+	}
+}
+
+// resumingHandshake dials addr and, under TLS 1.3, reads once so that the
+// server's session ticket (sent after the handshake) reaches the cache.
+func resumingHandshake(t *testing.T, addr string, cfg *tls.Config) (tls.ConnectionState, error) {
+	t.Helper()
+	c, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", addr, cfg)
+	if err != nil {
+		return tls.ConnectionState{}, err
+	}
+	defer c.Close()
+	cs := c.ConnectionState()
+	if cs.Version == tls.VersionTLS13 {
+		// The test server never writes: the read ends at the deadline,
+		// after the ticket has been processed.
+		_ = c.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+		_, _ = c.Read(make([]byte, 1))
+	}
+	return cs, nil
 }
 
 func TestClientTLSConfigInsecureWarns(t *testing.T) {

@@ -149,6 +149,9 @@ type SessionRecord struct {
 	// TLSVersion is the negotiated TLS version (tls.VersionTLS12, ...), 0
 	// without TLS.
 	TLSVersion uint16
+	// TLSResumed reports that the client resumed an earlier TLS session
+	// (an abbreviated handshake).
+	TLSResumed bool
 	// ALPN is the negotiated application protocol ("tds/8.0" for strict
 	// clients that offered it).
 	ALPN string

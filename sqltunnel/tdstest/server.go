@@ -2,6 +2,7 @@ package tdstest
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -62,6 +63,14 @@ func NewServer(cfg Config) (*Server, error) {
 		minVer = tls.VersionTLS12
 	}
 	s.tlsCfg = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: minVer}
+	// One set of session ticket keys for the server's life, as a real
+	// server process has, shared by the per-connection clones: clients can
+	// resume their sessions.
+	var ticketKey [32]byte
+	if _, err := rand.Read(ticketKey[:]); err != nil {
+		return nil, err
+	}
+	s.tlsCfg.SetSessionTicketKeys([][32]byte{ticketKey})
 
 	addr := cfg.Addr
 	if addr == "" {

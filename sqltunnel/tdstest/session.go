@@ -287,6 +287,7 @@ func (ss *session) runStrict(pc *peekedConn) error {
 func (ss *session) recordTLS(st tls.ConnectionState) {
 	ss.update(func(r *SessionRecord) {
 		r.TLSVersion = st.Version
+		r.TLSResumed = st.DidResume
 		r.ALPN = st.NegotiatedProtocol
 	})
 }

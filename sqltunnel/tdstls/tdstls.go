@@ -25,20 +25,20 @@ func (e *UnexpectedPacketError) Error() string {
 }
 
 // Server performs the server side of a TDS 7.x TLS handshake on raw with cfg
-// (cloned; MaxVersion forced to TLS 1.2) and returns the TLS connection, now
+// (limited to TLS 1.2, see Limit) and returns the TLS connection, now
 // reading and writing directly on raw. ctx bounds the handshake.
 func Server(ctx context.Context, raw net.Conn, cfg *tls.Config) (*tls.Conn, error) {
 	sc := newSwitchConn(raw)
-	conn := tls.Server(sc, limitVersion(cfg))
+	conn := tls.Server(sc, Limit(cfg))
 	return finish(ctx, sc, conn)
 }
 
 // Client performs the client side of a TDS 7.x TLS handshake on raw with cfg
-// (cloned; MaxVersion forced to TLS 1.2). Verification is cfg's: the caller
+// (limited to TLS 1.2, see Limit). Verification is cfg's: the caller
 // supplies ServerName, RootCAs or VerifyConnection.
 func Client(ctx context.Context, raw net.Conn, cfg *tls.Config) (*tls.Conn, error) {
 	sc := newSwitchConn(raw)
-	conn := tls.Client(sc, limitVersion(cfg))
+	conn := tls.Client(sc, Limit(cfg))
 	return finish(ctx, sc, conn)
 }
 
@@ -50,7 +50,16 @@ func finish(ctx context.Context, sc *switchConn, conn *tls.Conn) (*tls.Conn, err
 	return conn, nil
 }
 
-func limitVersion(cfg *tls.Config) *tls.Config {
+// Limit returns cfg limited to what TDS 7.x carries, TLS 1.2 at most: cfg
+// itself when it already is, else a clone. Server and Client apply it to
+// every connection; callers that make many connections should apply it once
+// and pass the result, because a server configuration cloned per connection
+// gets fresh session ticket keys each time (unless SetSessionTicketKeys was
+// called), and no client could then resume a session.
+func Limit(cfg *tls.Config) *tls.Config {
+	if cfg.MaxVersion != 0 && cfg.MaxVersion <= tls.VersionTLS12 && cfg.MinVersion <= tls.VersionTLS12 {
+		return cfg
+	}
 	c := cfg.Clone()
 	if c.MaxVersion == 0 || c.MaxVersion > tls.VersionTLS12 {
 		c.MaxVersion = tls.VersionTLS12
