@@ -7,7 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"sync"
+	"sync/atomic"
 
 	"github.com/gateway-project/gateway/sqltunnel/tds"
 )
@@ -80,31 +80,22 @@ func Limit(cfg *tls.Config) *tls.Config {
 type switchConn struct {
 	net.Conn // the raw connection: addresses, deadlines, Close
 
-	mu      sync.Mutex
-	framing bool
-	pending []byte // unread payload of the current handshake packet
+	framing atomic.Bool // reads and writes are framed (during the handshake)
+	pending []byte      // unread payload of the current handshake packet
 	buf     []byte
 	hdr     [tds.HeaderLen]byte
 }
 
 func newSwitchConn(raw net.Conn) *switchConn {
-	return &switchConn{Conn: raw, framing: true}
+	c := &switchConn{Conn: raw}
+	c.framing.Store(true)
+	return c
 }
 
-func (c *switchConn) passthrough() {
-	c.mu.Lock()
-	c.framing = false
-	c.mu.Unlock()
-}
-
-func (c *switchConn) isFraming() bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.framing
-}
+func (c *switchConn) passthrough() { c.framing.Store(false) }
 
 func (c *switchConn) Read(p []byte) (int, error) {
-	if !c.isFraming() {
+	if !c.framing.Load() {
 		return c.Conn.Read(p)
 	}
 	for len(c.pending) == 0 {
@@ -151,7 +142,7 @@ func (c *switchConn) readPacket() error {
 // Write sends one TLS flight as one PRELOGIN message, split into packets of
 // at most the pre-login packet size (4096 bytes).
 func (c *switchConn) Write(p []byte) (int, error) {
-	if !c.isFraming() {
+	if !c.framing.Load() {
 		return c.Conn.Write(p)
 	}
 	out, err := tds.AppendPackets(nil, tds.Message{Type: tds.PacketPrelogin, Payload: p}, tds.DefaultPacketSize)
