@@ -8,6 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sync"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -84,8 +86,10 @@ const sessionCacheSize = 64
 // certificate, no signature, no key exchange) when the server issues session
 // tickets. Resumption does not weaken verification: the server must prove it
 // holds the session's secret, which only the verified server of the full
-// handshake has, and VerifyConnection checks the session's certificates
-// again (chain, name, expiry, pin) on every resumed handshake. Clones of the
+// handshake has, and VerifyConnection runs on every resumed handshake: the
+// pin is checked again, and so is the chain and name unless this same
+// configuration accepted that leaf before, in which case every certificate
+// must still be within its validity period. Clones of the
 // configuration share the cache; a reload builds a new configuration, and so
 // a new, empty cache.
 func ClientTLSConfig(u configs.UpstreamTLS, logger *zap.Logger) (*tls.Config, error) {
@@ -141,14 +145,27 @@ type verifier struct {
 	chain      bool           // verify the chain and the name
 	roots      *x509.CertPool // nil: system roots
 	pin        []byte         // nil: no pin
+
+	mu       sync.Mutex
+	verified map[[sha256.Size]byte]bool // leaves whose chain this verifier accepted
 }
+
+// maxVerifiedLeaves bounds verifier.verified; when full it starts over.
+const maxVerifiedLeaves = 64
 
 func (v *verifier) verify(cs tls.ConnectionState) error {
 	if len(cs.PeerCertificates) == 0 {
 		return &VerifyError{ServerName: v.serverName, Kind: ErrUntrusted, Err: errNoPeerCertificate}
 	}
 	leaf := cs.PeerCertificates[0]
-	if v.chain {
+	sum := sha256.Sum256(leaf.Raw)
+	// A resumed session carries the certificates of the handshake that
+	// created it. When this verifier accepted that leaf's chain then (same
+	// roots, same name), a resumption only needs every certificate still in
+	// its validity period — what crypto/tls itself checks when it verifies
+	// and resumes — and the pin below. Anything else, including a session
+	// another configuration verified, gets the full verification.
+	if v.chain && !(cs.DidResume && v.accepted(sum) && validNow(cs.PeerCertificates)) {
 		opts := x509.VerifyOptions{
 			DNSName:       v.serverName,
 			Roots:         v.roots,
@@ -165,14 +182,38 @@ func (v *verifier) verify(cs tls.ConnectionState) error {
 			}
 			return &VerifyError{ServerName: v.serverName, Kind: kind, Err: err}
 		}
+		v.accept(sum)
 	}
-	if v.pin != nil {
-		sum := sha256.Sum256(leaf.Raw)
-		if !bytes.Equal(sum[:], v.pin) {
-			return &VerifyError{ServerName: v.serverName, Kind: ErrPinMismatch, Got: sum[:], Want: v.pin}
-		}
+	if v.pin != nil && !bytes.Equal(sum[:], v.pin) {
+		return &VerifyError{ServerName: v.serverName, Kind: ErrPinMismatch, Got: sum[:], Want: v.pin}
 	}
 	return nil
+}
+
+func (v *verifier) accepted(sum [sha256.Size]byte) bool {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.verified[sum]
+}
+
+func (v *verifier) accept(sum [sha256.Size]byte) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.verified == nil || len(v.verified) >= maxVerifiedLeaves {
+		v.verified = make(map[[sha256.Size]byte]bool)
+	}
+	v.verified[sum] = true
+}
+
+// validNow reports whether every certificate is inside its validity period.
+func validNow(certs []*x509.Certificate) bool {
+	now := time.Now()
+	for _, c := range certs {
+		if now.Before(c.NotBefore) || now.After(c.NotAfter) {
+			return false
+		}
+	}
+	return true
 }
 
 // loadCertPool reads a PEM file of trusted certificates.

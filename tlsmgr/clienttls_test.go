@@ -90,12 +90,14 @@ func TestClientTLSConfig(t *testing.T) {
 // TestClientTLSConfigResumes: a second connection resumes the first one's
 // session (TLS 1.2, the version TDS 7.x carries, and TLS 1.3), and the
 // verification still runs on the resumed handshake: a configuration whose
-// pin no longer matches the session's certificate is refused even though
-// the session itself is valid.
+// pin no longer matches the session's certificate, or that trusts another
+// CA, is refused even though the session itself is valid.
 func TestClientTLSConfigResumes(t *testing.T) {
 	ca := newTestCA(t, "Upstream CA")
 	leaf := ca.leaf(t, leafOpts{}, "db.test")
-	caFile := writeFile(t, filepath.Join(t.TempDir(), "ca.pem"), ca.pem)
+	dir := t.TempDir()
+	caFile := writeFile(t, filepath.Join(dir, "ca.pem"), ca.pem)
+	otherFile := writeFile(t, filepath.Join(dir, "other.pem"), newTestCA(t, "Other CA").pem)
 	sum := sha256.Sum256(leaf.cert.Raw)
 	for _, version := range []uint16{tls.VersionTLS12, tls.VersionTLS13} {
 		t.Run(tls.VersionName(version), func(t *testing.T) {
@@ -132,7 +134,45 @@ func TestClientTLSConfigResumes(t *testing.T) {
 			if _, err := resumingHandshake(t, addr, pinned); !errors.Is(err, ErrPinMismatch) {
 				t.Fatalf("resumed handshake with a mismatched pin: error %v, want %v", err, ErrPinMismatch)
 			}
+			// A configuration trusting another CA, handed the session: it
+			// never accepted this chain itself, so the resumed handshake
+			// gets the full verification and fails.
+			foreign, err := ClientTLSConfig(configs.UpstreamTLS{ServerName: "db.test", CAFile: otherFile}, zaptest.NewLogger(t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			foreign.ClientSessionCache = cfg.ClientSessionCache
+			if _, err := resumingHandshake(t, addr, foreign); !errors.Is(err, ErrUntrusted) {
+				t.Fatalf("resumed handshake under a configuration trusting another CA: error %v, want %v", err, ErrUntrusted)
+			}
 		})
+	}
+}
+
+// TestVerifierResumedExpired: a resumed session whose leaf this verifier
+// accepted earlier still fails once the leaf has expired — the shortcut on
+// resumption keeps the validity check — and a fresh configuration (no
+// accepted leaves) verifies resumed sessions in full.
+func TestVerifierResumedExpired(t *testing.T) {
+	ca := newTestCA(t, "Upstream CA")
+	expired := ca.leaf(t, leafOpts{notAfter: time.Now().Add(-time.Hour)}, "db.test")
+	valid := ca.leaf(t, leafOpts{}, "db.test")
+	pool := x509.NewCertPool()
+	pool.AddCert(ca.cert)
+	v := &verifier{serverName: "db.test", chain: true, roots: pool}
+
+	resumed := func(l *testLeaf) tls.ConnectionState {
+		return tls.ConnectionState{DidResume: true, PeerCertificates: []*x509.Certificate{l.cert}}
+	}
+	if err := v.verify(resumed(valid)); err != nil {
+		t.Fatalf("resumed session, leaf never seen: %v", err)
+	}
+	if !v.accepted(sha256.Sum256(valid.cert.Raw)) {
+		t.Fatal("a fully verified leaf was not remembered")
+	}
+	v.accept(sha256.Sum256(expired.cert.Raw)) // as if accepted while it was valid
+	if err := v.verify(resumed(expired)); !errors.Is(err, ErrUntrusted) {
+		t.Fatalf("resumed session with an expired leaf: error %v, want %v", err, ErrUntrusted)
 	}
 }
 
