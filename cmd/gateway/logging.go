@@ -2,11 +2,26 @@ package main
 
 import (
 	"io"
+	"sync"
+	"time"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
 	"github.com/gateway-project/gateway/configs"
+)
+
+// Access log lines (logger "access", level info: one per HTTP request) are
+// written in batches, every line of any other logger or level at once,
+// flushing whatever access lines came before it so that the output keeps
+// its order. On a busy front this saves a write(2) per request, which
+// profiles put at about a tenth of the gateway's CPU per small request. An
+// access line is at most accessFlushInterval late, and is lost only if the
+// process is killed before that.
+const (
+	accessLogger        = "access"
+	accessFlushInterval = 200 * time.Millisecond
+	logBufferSize       = 64 << 10
 )
 
 // newLogger builds the process logger from log.level and log.format.
@@ -16,8 +31,14 @@ func newLogger(cfg configs.Log, w io.Writer) (*zap.Logger, error) {
 }
 
 // newLevelLogger is newLogger that also returns the level, which a
-// configuration reload changes.
+// configuration reload changes. The logger's Sync flushes the batched
+// access lines; call it before exiting.
 func newLevelLogger(cfg configs.Log, w io.Writer) (*zap.Logger, zap.AtomicLevel, error) {
+	return newBatchingLogger(cfg, w, accessFlushInterval)
+}
+
+// newBatchingLogger is newLevelLogger with the access lines' flush interval.
+func newBatchingLogger(cfg configs.Log, w io.Writer, interval time.Duration) (*zap.Logger, zap.AtomicLevel, error) {
 	lvl, err := zapcore.ParseLevel(cfg.Level)
 	if err != nil {
 		return nil, zap.AtomicLevel{}, err
@@ -33,6 +54,87 @@ func newLevelLogger(cfg configs.Log, w io.Writer) (*zap.Logger, zap.AtomicLevel,
 	} else {
 		enc = zapcore.NewJSONEncoder(encCfg)
 	}
-	core := zapcore.NewCore(enc, zapcore.Lock(zapcore.AddSync(w)), level)
-	return zap.New(core, zap.ErrorOutput(zapcore.AddSync(w))), level, nil
+	out := &batchWriter{w: w, size: logBufferSize, interval: interval}
+	core := &flushingCore{Core: zapcore.NewCore(enc, out, level), out: out}
+	return zap.New(core, zap.ErrorOutput(zapcore.Lock(zapcore.AddSync(w)))), level, nil
+}
+
+// flushingCore flushes the buffered output after every entry except the
+// access log's info lines.
+type flushingCore struct {
+	zapcore.Core
+	out zapcore.WriteSyncer
+}
+
+func (c *flushingCore) With(fields []zapcore.Field) zapcore.Core {
+	return &flushingCore{Core: c.Core.With(fields), out: c.out}
+}
+
+func (c *flushingCore) Check(ent zapcore.Entry, ce *zapcore.CheckedEntry) *zapcore.CheckedEntry {
+	if c.Enabled(ent.Level) {
+		return ce.AddCore(ent, c)
+	}
+	return ce
+}
+
+func (c *flushingCore) Write(ent zapcore.Entry, fields []zapcore.Field) error {
+	err := c.Core.Write(ent, fields)
+	if ent.LoggerName != accessLogger || ent.Level > zapcore.InfoLevel {
+		if serr := c.out.Sync(); err == nil {
+			err = serr
+		}
+	}
+	return err
+}
+
+// batchWriter collects writes and passes them on in one Write: when Sync is
+// called, when size bytes are waiting, or interval after the first waiting
+// write. No goroutine runs while nothing waits.
+type batchWriter struct {
+	w        io.Writer
+	size     int
+	interval time.Duration
+
+	mu    sync.Mutex
+	buf   []byte
+	timer *time.Timer // the pending timed flush, nil when nothing waits
+}
+
+func (b *batchWriter) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.buf = append(b.buf, p...)
+	if len(b.buf) >= b.size {
+		return len(p), b.flushLocked()
+	}
+	if b.timer == nil {
+		b.timer = time.AfterFunc(b.interval, b.timedFlush)
+	}
+	return len(p), nil
+}
+
+func (b *batchWriter) Sync() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.flushLocked()
+}
+
+func (b *batchWriter) timedFlush() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.timer = nil
+	_ = b.flushLocked() // a failed write shows in the next one's error
+}
+
+func (b *batchWriter) flushLocked() error {
+	if b.timer != nil {
+		b.timer.Stop()
+		b.timer = nil
+	}
+	if len(b.buf) == 0 {
+		return nil
+	}
+	_, err := b.w.Write(b.buf)
+	b.buf = b.buf[:0]
+	return err
 }
