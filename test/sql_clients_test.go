@@ -1,19 +1,16 @@
 package test
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/tls"
 	"database/sql"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
 	"net/url"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -21,12 +18,13 @@ import (
 
 	mssql "github.com/microsoft/go-mssqldb"
 	"github.com/microsoft/go-mssqldb/msdsn"
+
+	"github.com/gateway-project/gateway/sqltunnel/tdstest/clients"
 )
 
-// How the tests start each independent client. The invocation logic is
-// copied from the tdstest tests (which are test-only code); the tedious and
-// pytds client programs are the ones in sqltunnel/tdstest/testdata, which
-// print one JSON result.
+// How the tests start each independent client: go-mssqldb in process,
+// FreeTDS tsql here, tedious and pytds through sqltunnel/tdstest/clients,
+// which the double's own tests use too.
 
 // Statements every client runs, searched for on the wire by the tap tests.
 const (
@@ -199,71 +197,29 @@ func tsqlOK(out string) bool {
 
 // --- tedious ----------------------------------------------------------------
 
-// tediousResult is the last line client.js prints.
-type tediousResult struct {
-	OK      bool   `json:"ok"`
-	Error   string `json:"error"`
-	Code    string `json:"code"`
-	Results struct {
-		Select1 int      `json:"select1"`
-		Version string   `json:"version"`
-		Rows    []string `json:"rows"`
-		NRows   []string `json:"nrows"`
-	} `json:"results"`
-}
-
-// tediousDir holds client.js and, after `npm ci`, tedious 19.
-var tediousDir = filepath.Join("..", "sqltunnel", "tdstest", "testdata", "node")
-
 // runTedious runs tedious 19 against sqlHost:port with encrypt (true, false
 // or "strict"), trusting caFile only (trustServerCertificate false).
-func runTedious(t *testing.T, port int, encrypt any, caFile string) tediousResult {
+func runTedious(t *testing.T, port int, encrypt any, caFile string) clients.Result {
 	t.Helper()
-	node, dir := needTedious(t)
-	cfg, err := json.Marshal(map[string]any{"host": sqlHost, "port": port, "user": sqlUser, "encrypt": encrypt, "ca": caFile})
-	if err != nil {
-		t.Fatal(err)
-	}
+	needTedious(t)
 	ctx, cancel := context.WithTimeout(sqlCtx(t), 90*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, node, filepath.Join(dir, "client.js"), string(cfg))
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "TDSTEST_PASSWORD="+sqlPassword)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("tedious client: %v\nstdout: %s\nstderr: %s", err, &stdout, &stderr)
-	}
-	var last tediousResult
-	sc := bufio.NewScanner(&stdout)
-	for sc.Scan() {
-		if err := json.Unmarshal(sc.Bytes(), &last); err != nil {
-			t.Fatalf("tedious client printed %q: %v", sc.Bytes(), err)
-		}
-	}
-	if !last.OK && last.Error == "" {
-		t.Fatalf("tedious client printed no result; stderr: %s", &stderr)
-	}
-	return last
-}
-
-// needTedious returns the paths of node and of the folder holding
-// client.js and tedious, or skips (fails under CI).
-func needTedious(t *testing.T) (node, dir string) {
-	t.Helper()
-	node, err := exec.LookPath("node")
-	requireClient(t, err, "the Debian package nodejs (Node 18 or later)")
-	dir, err = filepath.Abs(tediousDir)
+	res, err := clients.Tedious{Host: sqlHost, Port: port, User: sqlUser, Password: sqlPassword, Encrypt: encrypt, CAFile: caFile}.Run(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = os.Stat(filepath.Join(dir, "node_modules", "tedious", "package.json"))
-	requireClient(t, err, "tedious 19 with `npm ci --prefix sqltunnel/tdstest/testdata/node` (Debian package npm)")
-	return node, dir
+	return res
+}
+
+// needTedious skips (fails under CI) unless node and tedious are installed.
+func needTedious(t *testing.T) {
+	t.Helper()
+	_, _, err := clients.TediousSetup()
+	requireClient(t, err)
 }
 
 // checkTedious checks the answers of a successful tedious run.
-func checkTedious(t *testing.T, res tediousResult) {
+func checkTedious(t *testing.T, res clients.Result) {
 	t.Helper()
 	if !res.OK {
 		t.Fatalf("tedious: %s %s", res.Code, res.Error)
@@ -277,46 +233,17 @@ func checkTedious(t *testing.T, res tediousResult) {
 
 // --- pytds ------------------------------------------------------------------
 
-// pytdsPython is Debian's interpreter, which has python3-tds; a pyenv or
-// virtualenv python on PATH may not.
-const pytdsPython = "/usr/bin/python3"
-
-// pytdsClient prints {"ok": …, "results": …}; see its doc string.
-var pytdsClient = filepath.Join("..", "sqltunnel", "tdstest", "testdata", "pytds_client.py")
-
-type pytdsResult struct {
-	OK      bool   `json:"ok"`
-	Error   string `json:"error"`
-	Results struct {
-		Select1 int      `json:"select1"`
-		Version string   `json:"version"`
-		Rows    []string `json:"rows"`
-		NRows   []string `json:"nrows"`
-	} `json:"results"`
-}
-
 // runPytds runs pytds against sqlHost:port; with caFile it asks for
 // encryption (ON) and verifies the certificate and host name, without it it
 // sends NOT_SUP.
-func runPytds(t *testing.T, port int, caFile string) pytdsResult {
+func runPytds(t *testing.T, port int, caFile string) clients.Result {
 	t.Helper()
 	needPytds(t)
-	args := []string{pytdsClient, "--host", sqlHost, "--port", strconv.Itoa(port), "--user", sqlUser}
-	if caFile != "" {
-		args = append(args, "--cafile", caFile)
-	}
 	ctx, cancel := context.WithTimeout(sqlCtx(t), 90*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, pytdsPython, args...)
-	cmd.Env = append(os.Environ(), "TDSTEST_PASSWORD="+sqlPassword)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("pytds client: %v\nstdout: %s\nstderr: %s", err, &stdout, &stderr)
-	}
-	var res pytdsResult
-	if err := json.Unmarshal(stdout.Bytes(), &res); err != nil {
-		t.Fatalf("pytds client printed %q: %v (stderr: %s)", &stdout, err, &stderr)
+	res, err := clients.Pytds{Host: sqlHost, Port: port, User: sqlUser, Password: sqlPassword, CAFile: caFile}.Run(ctx)
+	if err != nil {
+		t.Fatal(err)
 	}
 	return res
 }
@@ -325,12 +252,11 @@ func runPytds(t *testing.T, port int, caFile string) pytdsResult {
 // pyOpenSSL.
 func needPytds(t *testing.T) {
 	t.Helper()
-	err := exec.Command(pytdsPython, "-c", "import pytds, OpenSSL").Run()
-	requireClient(t, err, "the Debian packages python3-tds and python3-openssl (for "+pytdsPython+")")
+	requireClient(t, clients.PytdsSetup())
 }
 
 // checkPytds checks the answers of a successful pytds run.
-func checkPytds(t *testing.T, res pytdsResult) {
+func checkPytds(t *testing.T, res clients.Result) {
 	t.Helper()
 	if !res.OK {
 		t.Fatalf("pytds: %s", res.Error)

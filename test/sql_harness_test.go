@@ -300,17 +300,23 @@ func (b *sqlBackend) noUpstreamLogin(t *testing.T) []tdstest.SessionRecord {
 	return recs
 }
 
-// requireClient returns nil when a client is usable. Otherwise it skips the
-// test naming what to install, or, when the CI environment variable is true,
-// fails it: CI installs every client (.ci/install-deps), so a missing one
-// must not let the suite pass without the real clients.
-func requireClient(t *testing.T, problem error, install string) {
+// requireClient returns when a client is usable (problem is nil).
+// Otherwise it skips the test naming what to install (install, or the
+// problem itself when it is a *clients.MissingError, which says it), or,
+// when the CI environment variable is true, fails it: CI installs every
+// client (.ci/install-deps), so a missing one must not let the suite pass
+// without the real clients.
+func requireClient(t *testing.T, problem error, install ...string) {
 	t.Helper()
 	if problem == nil {
 		return
 	}
-	if ci, _ := strconv.ParseBool(os.Getenv("CI")); ci {
-		t.Fatalf("%v: install %s (CI is set: real clients are required)", problem, install)
+	msg := problem.Error()
+	if len(install) > 0 {
+		msg += ": install " + strings.Join(install, " ")
 	}
-	t.Skipf("%v: install %s", problem, install)
+	if ci, _ := strconv.ParseBool(os.Getenv("CI")); ci {
+		t.Fatalf("%s (CI is set: real clients are required)", msg)
+	}
+	t.Skip(msg)
 }

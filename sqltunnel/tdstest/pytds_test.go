@@ -1,58 +1,29 @@
 package tdstest
 
 import (
-	"bytes"
 	"encoding/hex"
-	"encoding/json"
-	"os"
-	"os/exec"
-	"strconv"
+	"slices"
 	"testing"
 
 	"github.com/gateway-project/gateway/sqltunnel/tds"
+	"github.com/gateway-project/gateway/sqltunnel/tdstest/clients"
 )
 
-// pytdsPython is Debian's interpreter, which has python3-tds; a pyenv or
-// virtualenv python on PATH may not.
-const pytdsPython = "/usr/bin/python3"
-
-type pytdsResult struct {
-	OK      bool   `json:"ok"`
-	Error   string `json:"error"`
-	Results struct {
-		Select1 int      `json:"select1"`
-		Version string   `json:"version"`
-		Rows    []string `json:"rows"`
-		NRows   []string `json:"nrows"`
-	} `json:"results"`
-}
-
-// runPytds runs testdata/pytds_client.py against the fixture.
-func runPytds(t *testing.T, f *fixture, args ...string) pytdsResult {
+// runPytds runs pytds against the fixture; args are the script's options
+// (--cafile FILE, --login-only). With a CA file pytds checks the host name,
+// so it connects by testHost.
+func runPytds(t *testing.T, f *fixture, args ...string) clients.Result {
 	t.Helper()
-	if _, err := os.Stat(pytdsPython); err != nil {
-		missingClient(t, "%s not found: install the Debian packages python3-tds and python3-openssl", pytdsPython)
-	}
-	if err := exec.Command(pytdsPython, "-c", "import pytds, OpenSSL").Run(); err != nil {
-		missingClient(t, "pytds or pyOpenSSL missing: install the Debian packages python3-tds and python3-openssl")
+	if err := clients.PytdsSetup(); err != nil {
+		missingClient(t, "%v", err)
 	}
 	host := "127.0.0.1"
-	for _, a := range args {
-		if a == "--cafile" {
-			host = testHost // pytds matches the host name against the certificate's CN or DNS names
-		}
+	if slices.Contains(args, "--cafile") {
+		host = testHost // pytds matches the host name against the certificate's CN or DNS names
 	}
-	args = append([]string{"testdata/pytds_client.py", "--host", host, "--port", strconv.Itoa(f.srv.Port()), "--user", testUser}, args...)
-	cmd := exec.CommandContext(testContext(t), pytdsPython, args...)
-	cmd.Env = append(os.Environ(), "TDSTEST_PASSWORD="+testPassword)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("pytds client: %v\nstdout: %s\nstderr: %s", err, &stdout, &stderr)
-	}
-	var res pytdsResult
-	if err := json.Unmarshal(stdout.Bytes(), &res); err != nil {
-		t.Fatalf("pytds client output %q: %v (stderr: %s)", &stdout, err, &stderr)
+	res, err := clients.Pytds{Host: host, Port: f.srv.Port(), User: testUser, Password: testPassword, Args: args}.Run(testContext(t))
+	if err != nil {
+		t.Fatal(err)
 	}
 	return res
 }

@@ -1,100 +1,37 @@
 package tdstest
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"encoding/hex"
-	"encoding/json"
-	"io"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/gateway-project/gateway/sqltunnel/tds"
+	"github.com/gateway-project/gateway/sqltunnel/tdstest/clients"
 )
 
-type tediousResult struct {
-	Event   string `json:"event"`
-	OK      bool   `json:"ok"`
-	Error   string `json:"error"`
-	Code    string `json:"code"`
-	Results struct {
-		Select1     int      `json:"select1"`
-		Version     string   `json:"version"`
-		Rows        []string `json:"rows"`
-		NRows       []string `json:"nrows"`
-		Cancel      string   `json:"cancel"`
-		AfterCancel int      `json:"afterCancel"`
-	} `json:"results"`
-}
-
-// runTedious runs testdata/node/client.js against the fixture. encrypt is
-// true, false or "strict". With cancel it answers the script's
-// "waitfor-sent" event once the server holds the WAITFOR.
-func runTedious(t *testing.T, f *fixture, encrypt any, cancel bool) tediousResult {
+// runTedious runs tedious against the fixture. encrypt is true, false or
+// "strict". With cancel it lets the script cancel its WAITFOR once the
+// server holds it.
+func runTedious(t *testing.T, f *fixture, encrypt any, cancel bool) clients.Result {
 	t.Helper()
-	node := lookPath(t, "node", "nodejs")
-	dir, err := filepath.Abs(filepath.Join("testdata", "node"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := os.Stat(filepath.Join(dir, "node_modules", "tedious", "package.json")); err != nil {
-		missingClient(t, "tedious missing: run `npm ci` in %s (npm package tedious@19)", dir)
-	}
-	cfg, err := json.Marshal(map[string]any{
-		"host": testHost, "port": f.srv.Port(), "user": testUser,
-		"encrypt": encrypt, "ca": f.rootFile, "cancel": cancel,
-	})
-	if err != nil {
-		t.Fatal(err)
+	if _, _, err := clients.TediousSetup(); err != nil {
+		missingClient(t, "%v", err)
 	}
 	ctx, stop := context.WithTimeout(testContext(t), time.Minute)
 	defer stop()
-	cmd := exec.CommandContext(ctx, node, filepath.Join(dir, "client.js"), string(cfg))
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "TDSTEST_PASSWORD="+testPassword)
-	stdin, err := cmd.StdinPipe()
+	res, err := clients.Tedious{
+		Host: testHost, Port: f.srv.Port(), User: testUser, Password: testPassword,
+		Encrypt: encrypt, CAFile: f.rootFile, Cancel: cancel,
+		OnWaitforSent: func() error {
+			_, err := f.srv.Wait(ctx, hasRequest("WAITFOR"))
+			return err
+		},
+	}.Run(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	var last tediousResult
-	sc := bufio.NewScanner(stdout)
-	for sc.Scan() {
-		var line tediousResult
-		if err := json.Unmarshal(sc.Bytes(), &line); err != nil {
-			t.Errorf("tedious client printed %q: %v", sc.Bytes(), err)
-			continue
-		}
-		if line.Event == "waitfor-sent" {
-			if _, err := f.srv.Wait(ctx, hasRequest("WAITFOR")); err != nil {
-				t.Error(err)
-			}
-			_, _ = io.WriteString(stdin, "cancel\n")
-			_ = stdin.Close()
-			continue
-		}
-		last = line
-	}
-	_ = stdin.Close()
-	if err := cmd.Wait(); err != nil {
-		t.Fatalf("tedious client: %v\nstderr: %s", err, &stderr)
-	}
-	if !last.OK && last.Error == "" {
-		t.Fatalf("tedious client printed no result; stderr: %s", &stderr)
-	}
-	return last
+	return res
 }
 
 func TestTediousEncryptionMatrix(t *testing.T) {
