@@ -120,6 +120,47 @@ func (l *proofLoad) snapshot(p proofPhase) (ok int, fails map[string]int) {
 	return l.ok[p], maps.Clone(l.count[p])
 }
 
+// proofRestart is what a load saw across an upstream killed and restarted.
+type proofRestart struct {
+	before, recovered                                  int // successes with the upstream up
+	beforeFails, downFails, afterFails, recoveredFails map[string]int
+	inFlight                                           map[string]int // operations that crossed a phase change
+}
+
+func (r proofRestart) String() string {
+	return fmt.Sprintf("before %d OK; in flight at the kill %v; down %v; after restart %d OK, 0 failed; same gateway process",
+		r.before, r.inFlight, r.downFails, r.recovered)
+}
+
+// acrossRestart runs the phases of an upstream fault under l: ok successes,
+// kill, failsDown failures (what names them), restart, the first success,
+// ok more; then it stops l. Failures while the upstream was up fail t; the
+// caller judges those while it was down.
+func (l *proofLoad) acrossRestart(t *testing.T, ok, failsDown int, what string, kill, restart func()) proofRestart {
+	t.Helper()
+	l.waitOK(t, proofBefore, ok, "load before the kill")
+	l.set(proofDown)
+	kill()
+	l.waitFail(t, proofDown, failsDown, what)
+	l.set(proofAfter)
+	restart()
+	l.waitOK(t, proofAfter, 1, "the first success after the restart")
+	l.set(proofRecovered)
+	l.waitOK(t, proofRecovered, ok, "load after the restart")
+	l.stop()
+
+	var r proofRestart
+	r.before, r.beforeFails = l.snapshot(proofBefore)
+	_, r.downFails = l.snapshot(proofDown)
+	_, r.afterFails = l.snapshot(proofAfter)
+	_, r.inFlight = l.snapshot(proofCrossing)
+	r.recovered, r.recoveredFails = l.snapshot(proofRecovered)
+	if len(r.beforeFails) > 0 || len(r.recoveredFails) > 0 {
+		t.Errorf("failures with the upstream up: before %v, after recovery %v", r.beforeFails, r.recoveredFails)
+	}
+	return r
+}
+
 // proofHTTPOutcome classifies a request's outcome: "" for 200, "status N" for a
 // gateway error page, "transport" for a broken connection.
 func proofHTTPOutcome(resp *http.Response, err error) string {
@@ -254,26 +295,8 @@ func proofHTTPUpstreamKilled(t *testing.T) {
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, httpsURL("app.test", g.httpsAddr, path), nil)
 		return proofHTTPOutcome(client.Do(req))
 	})
-	l.waitOK(t, proofBefore, 100, "load before the kill")
-	l.set(proofDown)
-	backend.kill()
-	l.waitFail(t, proofDown, 20, "502s while the upstream is down")
-	l.set(proofAfter)
-	backend.restart(t)
-	l.waitOK(t, proofAfter, 1, "the first success after the restart")
-	l.set(proofRecovered)
-	l.waitOK(t, proofRecovered, 100, "load after the restart")
-	l.stop()
-
-	before, beforeFails := l.snapshot(proofBefore)
-	_, downFails := l.snapshot(proofDown)
-	_, afterFails := l.snapshot(proofAfter)
-	_, inFlight := l.snapshot(proofCrossing)
-	recovered, recoveredFails := l.snapshot(proofRecovered)
-	if len(beforeFails) > 0 || len(recoveredFails) > 0 {
-		t.Errorf("failures with the upstream up: before %v, after recovery %v", beforeFails, recoveredFails)
-	}
-	for _, fails := range []map[string]int{downFails, afterFails, inFlight} {
+	r := l.acrossRestart(t, 100, 20, "502s while the upstream is down", backend.kill, func() { backend.restart(t) })
+	for _, fails := range []map[string]int{r.downFails, r.afterFails, r.inFlight} {
 		for kind := range fails {
 			if kind != "status 502" && kind != "status 504" {
 				t.Errorf("unclean failure while the upstream was down: %s ×%d", kind, fails[kind])
@@ -284,7 +307,7 @@ func proofHTTPUpstreamKilled(t *testing.T) {
 		t.Error("the gateway process did not survive")
 	}
 	proofNoPanic(t, g.proc)
-	row.set("before %d OK; in flight at the kill %v; down %v; after restart %d OK, 0 failed; same gateway process", before, inFlight, downFails, recovered)
+	row.set("%s", r)
 }
 
 func proofSQLUpstreamKilled(t *testing.T) {
@@ -317,32 +340,14 @@ func proofSQLUpstreamKilled(t *testing.T) {
 		}
 		return proofSQLOutcome(proofSelect(ctx, t, dsn))
 	})
-	l.waitOK(t, proofBefore, 60, "SQL load before the kill")
-	l.set(proofDown)
-	backend.kill()
-	l.waitFail(t, proofDown, 10, "refused logins while the upstream is down")
-	l.set(proofAfter)
-	backend.restart(t, nil)
-	l.waitOK(t, proofAfter, 1, "the first success after the restart")
-	l.set(proofRecovered)
-	l.waitOK(t, proofRecovered, 60, "SQL load after the restart")
-	l.stop()
-
-	before, beforeFails := l.snapshot(proofBefore)
-	_, downFails := l.snapshot(proofDown)
-	_, afterFails := l.snapshot(proofAfter)
-	_, inFlight := l.snapshot(proofCrossing)
-	recovered, recoveredFails := l.snapshot(proofRecovered)
-	if len(beforeFails) > 0 || len(recoveredFails) > 0 {
-		t.Errorf("failures with the upstream up: before %v, after recovery %v", beforeFails, recoveredFails)
-	}
-	for _, fails := range []map[string]int{downFails, afterFails, inFlight} {
+	r := l.acrossRestart(t, 60, 10, "refused logins while the upstream is down", backend.kill, func() { backend.restart(t, nil) })
+	for _, fails := range []map[string]int{r.downFails, r.afterFails, r.inFlight} {
 		for kind, n := range fails {
 			switch kind {
 			case "tds 50902", "tds 50905": // unreachable; cut during PRELOGIN, TLS or the login
 			case "session broken (in flight)":
 			default:
-				if strings.HasPrefix(kind, "conn") && fails[kind] == inFlight[kind] {
+				if strings.HasPrefix(kind, "conn") && fails[kind] == r.inFlight[kind] {
 					continue // a logged-in session whose upstream died under it
 				}
 				t.Errorf("unclean failure while the SQL upstream was down: %s ×%d", kind, n)
@@ -356,7 +361,7 @@ func proofSQLUpstreamKilled(t *testing.T) {
 		t.Errorf("%d broken sessions for %d session-keeping workers", n, len(pools)/2)
 	}
 	proofNoPanic(t, g.proc)
-	row.set("before %d OK; in flight at the kill %v; down %v; after restart %d OK, 0 failed; same gateway process", before, inFlight, downFails, recovered)
+	row.set("%s", r)
 }
 
 // proofPool is a go-mssqldb pool of one connection that is kept open.
