@@ -89,9 +89,9 @@ const sessionCacheSize = 64
 // handshake has, and VerifyConnection runs on every resumed handshake: the
 // pin is checked again, and so is the chain and name unless this same
 // configuration accepted that leaf before, in which case every certificate
-// must still be within its validity period. Clones of the
-// configuration share the cache; a reload builds a new configuration, and so
-// a new, empty cache.
+// must still be within its validity period. Clones of the configuration
+// share the cache; a reload builds a new configuration, and so a new, empty
+// cache.
 func ClientTLSConfig(u configs.UpstreamTLS, logger *zap.Logger) (*tls.Config, error) {
 	if logger == nil {
 		logger = zap.NewNop()
