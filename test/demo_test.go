@@ -14,20 +14,25 @@ import (
 	"time"
 )
 
-// demoInfo is the part of DIR/demo.json this test uses (DESIGN.md, CLI contract).
+// demoInfo is DIR/demo.json as `gateway demo` writes it (DESIGN.md, CLI
+// contract).
 type demoInfo struct {
 	HTTPSURL       string `json:"https_url"`
+	SQLAddr        string `json:"sql_addr"`
+	SQLHostname    string `json:"sql_hostname"`
+	SQLUser        string `json:"sql_user"`
+	SQLPassword    string `json:"sql_password"`
 	RootCA         string `json:"root_ca"`
 	BackendHTTPURL string `json:"backend_http_url"`
+	BackendSQLAddr string `json:"backend_sql_addr"`
 }
 
-// TestDemo runs `gateway demo`, waits for demo.json, fetches the demo page
-// as curl --cacert would, and stops the demo with SIGINT.
-func TestDemo(t *testing.T) {
-	t.Parallel()
+// startDemo runs `gateway demo` in a fresh folder and returns it once
+// demo.json is written, with what it says.
+func startDemo(t *testing.T) (*proc, demoInfo) {
+	t.Helper()
 	dir := filepath.Join(t.TempDir(), "demo")
 	p := startProc(t, procSpec{name: "gateway demo", bin: gatewayBin, args: []string{"demo", "--dir", dir}})
-
 	var info demoInfo
 	eventually(t, 60*time.Second, "demo.json written", func() error {
 		if p.exited() {
@@ -39,6 +44,14 @@ func TestDemo(t *testing.T) {
 		}
 		return json.Unmarshal(data, &info)
 	})
+	return p, info
+}
+
+// TestDemo runs `gateway demo`, waits for demo.json, fetches the demo page
+// as curl --cacert would, and stops the demo with SIGINT.
+func TestDemo(t *testing.T) {
+	t.Parallel()
+	p, info := startDemo(t)
 	u, err := url.Parse(info.HTTPSURL)
 	if err != nil || u.Scheme != "https" || u.Port() == "" {
 		t.Fatalf("demo.json https_url %q is not an https URL with a port", info.HTTPSURL)

@@ -1,9 +1,6 @@
 package test
 
 import (
-	"encoding/json"
-	"os"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -12,35 +9,12 @@ import (
 	"github.com/gateway-project/gateway/sqltunnel/tdstest"
 )
 
-// demoSQLInfo is the SQL part of DIR/demo.json (DESIGN.md, CLI contract).
-type demoSQLInfo struct {
-	SQLAddr        string `json:"sql_addr"`
-	SQLHostname    string `json:"sql_hostname"`
-	SQLUser        string `json:"sql_user"`
-	SQLPassword    string `json:"sql_password"`
-	RootCA         string `json:"root_ca"`
-	BackendSQLAddr string `json:"backend_sql_addr"`
-}
-
 // TestDemoSQL runs `gateway demo` and logs in to its SQL leg as the demo
 // tells a go-mssqldb user to: encrypt=true, certificate=root_ca and
 // hostNameInCertificate=sql_hostname, from demo.json alone.
 func TestDemoSQL(t *testing.T) {
 	t.Parallel()
-	dir := filepath.Join(t.TempDir(), "demo")
-	p := startProc(t, procSpec{name: "gateway demo", bin: gatewayBin, args: []string{"demo", "--dir", dir}})
-
-	var info demoSQLInfo
-	eventually(t, 60*time.Second, "demo.json written", func() error {
-		if p.exited() {
-			t.Fatalf("gateway demo exited (%v) before writing demo.json", p.state)
-		}
-		data, err := os.ReadFile(filepath.Join(dir, "demo.json"))
-		if err != nil {
-			return err
-		}
-		return json.Unmarshal(data, &info)
-	})
+	p, info := startDemo(t)
 	if info.SQLAddr == "" || info.SQLHostname == "" || info.SQLUser == "" || info.SQLPassword == "" || info.RootCA == "" {
 		t.Fatalf("demo.json lacks SQL fields: %+v", info)
 	}
