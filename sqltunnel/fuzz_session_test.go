@@ -97,9 +97,7 @@ func newSessionFuzzHarness(f *testing.F) *sessionFuzzHarness {
 		cfg := listenerConfig("127.0.0.1:1433", "")
 		cfg.ClientEncryption = policy
 		cfg.Upstream.ServerName = fuzzUpstreamName
-		l, err := New(cfg,
-			WithLogger(zap.New(core)),
-			WithServerTLS(serverTLS),
+		l, err := New(cfg, serverTLS, zap.New(core),
 			WithUpstreamTLS(&tls.Config{RootCAs: upPool, ServerName: fuzzUpstreamName, MinVersion: tls.VersionTLS12}),
 			WithDialer(dialFunc(h.dialUpstream)),
 			WithHandshakeTimeout(2*time.Second),

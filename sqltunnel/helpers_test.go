@@ -60,7 +60,7 @@ func newPKI(t *testing.T, hosts ...string) *pki {
 	return &pki{cert: cert, rootPEM: root, rootFile: file, pool: pool}
 }
 
-// serverTLS is a WithServerTLS source serving p's certificate.
+// serverTLS is a ServerTLS source serving p's certificate.
 func (p *pki) serverTLS(nextProtos ...string) *tls.Config {
 	return &tls.Config{
 		Certificates: []tls.Certificate{p.cert},
@@ -228,8 +228,7 @@ func startGateway(t *testing.T, cfg configs.SQLListener, opts ...Option) *gatewa
 	t.Helper()
 	p := newPKI(t, gwHost, "127.0.0.1")
 	logger, sink := newLogSink(t)
-	opts = append([]Option{WithLogger(logger), WithServerTLS(p.serverTLS)}, opts...)
-	l, err := New(cfg, opts...)
+	l, err := New(cfg, p.serverTLS, logger, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -58,33 +58,39 @@ type Listener struct {
 }
 
 // New checks cfg and builds a Listener; nothing is bound until Listen.
-// WithServerTLS is required. The upstream TLS configuration defaults to
+// serverTLS supplies the client-facing TLS configurations and is required.
+// The listener logs under the name "sqltunnel" with the field "listener",
+// each connection adding "remote" and "conn_id"; a nil logger logs nothing.
+// The upstream TLS configuration defaults to
 // tlsmgr.ClientTLSConfig(cfg.Upstream.TLS(), logger), whose errors (an
 // unreadable ca_file, a bad pin) are returned here.
-func New(cfg configs.SQLListener, opts ...Option) (*Listener, error) {
+func New(cfg configs.SQLListener, serverTLS ServerTLS, logger *zap.Logger, opts ...Option) (*Listener, error) {
 	o := defaultOptions()
 	for _, opt := range opts {
 		opt(&o)
 	}
+	if logger == nil {
+		logger = zap.NewNop()
+	}
 	if err := checkConfig(cfg); err != nil {
 		return nil, err
 	}
-	if o.serverTLS == nil {
-		return nil, fmt.Errorf("sqltunnel: listener %s: no server TLS configuration (WithServerTLS)", cfg.Name)
+	if serverTLS == nil {
+		return nil, fmt.Errorf("sqltunnel: listener %s: no server TLS configuration", cfg.Name)
 	}
 	l := &Listener{
 		cfg:        cfg,
 		opts:       o,
-		log:        o.logger.Named("sqltunnel").With(zap.String("listener", cfg.Name)),
+		log:        logger.Named("sqltunnel").With(zap.String("listener", cfg.Name)),
 		sessions:   map[*session]struct{}{},
 		acceptDone: make(chan struct{}),
 	}
 	l.drainTimeout.Store(int64(o.drainTimeout))
 	l.bytesUp, l.bytesDown = o.metrics.byteCounters(cfg.Name)
-	l.tds7TLS = serverConfig(o.serverTLS())
-	l.tds8TLS = serverConfig(o.serverTLS(alpnTDS8))
+	l.tds7TLS = serverConfig(serverTLS())
+	l.tds8TLS = serverConfig(serverTLS(alpnTDS8))
 	if l.tds7TLS == nil || l.tds8TLS == nil {
-		return nil, fmt.Errorf("sqltunnel: listener %s: WithServerTLS returned a nil configuration", cfg.Name)
+		return nil, fmt.Errorf("sqltunnel: listener %s: the server TLS source returned a nil configuration", cfg.Name)
 	}
 	// Limited once, not per connection: one configuration keeps one set of
 	// session ticket keys, so clients can resume their sessions.
@@ -99,7 +105,7 @@ func New(cfg configs.SQLListener, opts ...Option) (*Listener, error) {
 		up := o.upstreamTLS
 		if up == nil {
 			var err error
-			up, err = tlsmgr.ClientTLSConfig(u.TLS(), o.logger)
+			up, err = tlsmgr.ClientTLSConfig(u.TLS(), logger)
 			if err != nil {
 				return nil, fmt.Errorf("sqltunnel: listener %s: upstream TLS: %w", cfg.Name, err)
 			}

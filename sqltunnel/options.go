@@ -5,8 +5,6 @@ import (
 	"crypto/tls"
 	"net"
 	"time"
-
-	"go.uber.org/zap"
 )
 
 // Defaults of the options below.
@@ -51,8 +49,6 @@ type Dialer interface {
 type Option func(*options)
 
 type options struct {
-	logger           *zap.Logger
-	serverTLS        func(nextProtos ...string) *tls.Config
 	upstreamTLS      *tls.Config
 	dialer           Dialer
 	maxConns         int
@@ -65,7 +61,6 @@ type options struct {
 
 func defaultOptions() options {
 	return options{
-		logger:           zap.NewNop(),
 		dialer:           &net.Dialer{},
 		maxConns:         DefaultMaxConns,
 		handshakeTimeout: DefaultHandshakeTimeout,
@@ -75,29 +70,15 @@ func defaultOptions() options {
 	}
 }
 
-// WithLogger sets the logger; the listener logs under the name "sqltunnel"
-// with the field "listener", and each connection adds "remote" and
-// "conn_id". Nil (the default) logs nothing.
-func WithLogger(l *zap.Logger) Option {
-	return func(o *options) {
-		if l == nil {
-			l = zap.NewNop()
-		}
-		o.logger = l
-	}
-}
-
-// WithServerTLS sets where the client-facing TLS configuration comes from:
-// fn is called once by New with no protocol (TLS inside PRELOGIN, TDS 7.x)
+// ServerTLS is where a listener's client-facing TLS configuration comes
+// from: New calls it once with no protocol (TLS inside PRELOGIN, TDS 7.x)
 // and once with "tds/8.0" (TDS 8 strict, TLS first). It is typically
 //
-//	func(p ...string) *tls.Config { return certs.ServerTLSConfig(cfg.Hostname, p...) }
+//	func(p ...string) *tls.Config { return certs.NamedServerTLSConfig(cfg.Hostname, p...) }
 //
 // with certs a *tlsmgr.Manager. The configurations are cloned; the version
-// limit of TDS 7.x (TLS 1.2) is applied by the listener. Required.
-func WithServerTLS(fn func(nextProtos ...string) *tls.Config) Option {
-	return func(o *options) { o.serverTLS = fn }
-}
+// limit of TDS 7.x (TLS 1.2) is applied by the listener.
+type ServerTLS func(nextProtos ...string) *tls.Config
 
 // WithUpstreamTLS sets the TLS configuration used toward the upstream,
 // normally built by tlsmgr.ClientTLSConfig from the listener's upstream

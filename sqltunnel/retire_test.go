@@ -42,7 +42,7 @@ func TestRetireHandsOverSocket(t *testing.T) {
 	if again := old.l.Retire(true); again != nil {
 		t.Error("a second Retire returned a socket")
 	}
-	next, err := New(cfg, WithLogger(zap.NewNop()), WithServerTLS(old.pki.serverTLS))
+	next, err := New(cfg, old.pki.serverTLS, zap.NewNop())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -141,11 +141,11 @@ func TestNewChecksConfig(t *testing.T) {
 	p := newPKI(t, gwHost)
 	good := listenerConfig("127.0.0.1:1433", "")
 	tests := []struct {
-		name string
-		edit func(c *configs.SQLListener)
-		opts []Option
+		name  string
+		edit  func(c *configs.SQLListener)
+		noTLS bool
 	}{
-		{name: "no server TLS", opts: []Option{}},
+		{name: "no server TLS", noTLS: true},
 		{name: "bad policy", edit: func(c *configs.SQLListener) { c.ClientEncryption = "optional" }},
 		{name: "bad upstream encryption", edit: func(c *configs.SQLListener) { c.Upstream.Encryption = "off" }},
 		{name: "no port", edit: func(c *configs.SQLListener) { c.Upstream.Address = "10.0.0.1" }},
@@ -160,16 +160,16 @@ func TestNewChecksConfig(t *testing.T) {
 			if tc.edit != nil {
 				tc.edit(&cfg)
 			}
-			opts := tc.opts
-			if opts == nil {
-				opts = []Option{WithServerTLS(p.serverTLS)}
+			serverTLS := ServerTLS(p.serverTLS)
+			if tc.noTLS {
+				serverTLS = nil
 			}
-			if _, err := New(cfg, opts...); err == nil {
+			if _, err := New(cfg, serverTLS, nil); err == nil {
 				t.Fatal("New accepted it")
 			}
 		})
 	}
-	if _, err := New(good, WithServerTLS(p.serverTLS)); err != nil {
+	if _, err := New(good, p.serverTLS, nil); err != nil {
 		t.Fatalf("New(good): %v", err)
 	}
 }

@@ -249,14 +249,13 @@ func (g *runningGateway) setChallengeAddresses(srv *proxy.Server) error {
 // certificate for its hostname.
 func (g *runningGateway) newSQLListener(lc configs.SQLListener, drain time.Duration) (*sqltunnel.Listener, error) {
 	certs := g.certs
-	return sqltunnel.New(lc,
-		sqltunnel.WithLogger(g.logger),
+	serverTLS := func(protos ...string) *tls.Config {
+		return certs.NamedServerTLSConfig(lc.Hostname, protos...)
+	}
+	return sqltunnel.New(lc, serverTLS, g.logger,
 		sqltunnel.WithDrainTimeout(drain),
 		sqltunnel.WithMaxConns(lc.MaxConns()),
-		sqltunnel.WithMetrics(g.sqlMetrics),
-		sqltunnel.WithServerTLS(func(protos ...string) *tls.Config {
-			return certs.NamedServerTLSConfig(lc.Hostname, protos...)
-		}))
+		sqltunnel.WithMetrics(g.sqlMetrics))
 }
 
 // newAdmin builds (without binding) the operator endpoint on addr.
