@@ -14,7 +14,7 @@ import (
 // tds.Login7 exposes never include the password, the SSPI blob, FedAuth
 // tokens or session-recovery data.
 type auditRecord struct {
-	dialect          string // tds7 | tds8
+	dialect          string // dialectTDS7 | dialectTDS8
 	clientEncryption string // the client's PRELOGIN ENCRYPTION, as sent
 	answered         string // the gateway's answer
 	clientTLS        *tls.ConnectionState
@@ -26,7 +26,7 @@ type auditRecord struct {
 
 	upstreamTLS *tls.ConnectionState
 
-	outcome     string
+	outcome     outcome
 	reason      string
 	errorNumber int32          // the gateway's ERROR number, for refusals
 	serverError *tds.ErrorInfo // the upstream's ERROR, for failed logins
@@ -46,11 +46,13 @@ func (a *auditRecord) upstream(u *upstream) {
 	}
 }
 
-func (a *auditRecord) success(r *loginReply) {
-	a.outcome, a.ack, a.packetSize = outcomeOK, r.ack, r.packetSize
-}
-
-func (a *auditRecord) failed(r *loginReply) {
+// loginDone records the upstream's final login reply: a LOGINACK, or its
+// refusal of the login.
+func (a *auditRecord) loginDone(r *loginReply) {
+	if r.ack != nil {
+		a.outcome, a.ack, a.packetSize = outcomeOK, r.ack, r.packetSize
+		return
+	}
 	a.outcome, a.serverError = outcomeLoginFailed, r.err
 	if r.err == nil {
 		a.reason = "the upstream ended the login reply without LOGINACK or ERROR"
@@ -96,7 +98,10 @@ func (s *session) logLogin() {
 	if a.upstreamTLS != nil {
 		f = append(f, zap.Bool("upstream_tls_resumed", a.upstreamTLS.DidResume))
 	}
-	f = append(f, zap.Bool("mars", a.mars), zap.String("outcome", a.outcome))
+	if a.outcome == "" {
+		a.outcome = outcomeUnknown
+	}
+	f = append(f, zap.Bool("mars", a.mars), zap.String("outcome", string(a.outcome)))
 	if a.reason != "" {
 		f = append(f, zap.String("reason", a.reason))
 	}
@@ -122,11 +127,7 @@ func (s *session) logLogin() {
 	}
 	f = append(f, zap.Duration("login_duration", time.Since(a.loginStart)))
 	s.log.Info("sql login", f...)
-	outcome := a.outcome
-	if outcome == "" {
-		outcome = "unknown"
-	}
-	s.l.opts.metrics.login(s.l.cfg.Name, outcome)
+	s.l.opts.metrics.login(s.l.cfg.Name, a.outcome)
 }
 
 // appendTLS adds side_tls_version and side_tls_cipher ("none" without TLS).

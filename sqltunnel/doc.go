@@ -1,11 +1,17 @@
 // Package sqltunnel is the TDS listener and relay that puts verified TLS in
 // front of Microsoft SQL Server. A Listener accepts SQL clients, enforces the
-// client encryption policy of DESIGN.md (TLS inside PRELOGIN for TDS 7.x,
-// TLS first for TDS 8 strict, never clear text or login-only encryption
-// except for an allowed loopback sidecar client), connects to the upstream
-// with encryption and certificate verification, forwards the login unchanged,
-// and then relays TDS packets (or MARS SMP packets) in both directions, one
-// packet per TLS write.
+// client encryption policy (docs/architecture.md, "TDS encryption policy":
+// TLS inside PRELOGIN for TDS 7.x, TLS first for TDS 8 strict, never clear
+// text or login-only encryption except for an allowed loopback sidecar
+// client), connects to the upstream with encryption and certificate
+// verification, forwards the login unchanged, and then relays TDS packets
+// (or MARS SMP packets) in both directions, one packet per TLS write.
+//
+// A session is a sequence of phases run by one function (session.run):
+// negotiate, client TLS, read LOGIN7, upstream, login exchange, relay. Each
+// returns its result or an error that ends the session, and the session's
+// outcome (outcome.go) is the one value the audit line, the logs and the
+// metrics report.
 //
 // It fails closed: when the upstream cannot be reached, does not encrypt, or
 // presents a certificate that does not verify, the client still completes its

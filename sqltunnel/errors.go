@@ -53,19 +53,10 @@ const (
 	maxErrorMessage = 2000
 )
 
-// Outcomes of a login attempt, as logged in the audit line.
-const (
-	outcomeOK            = "ok"
-	outcomeRefused       = "refused"        // the gateway's policy said no
-	outcomeUpstreamError = "upstream_error" // the upstream could not be used safely
-	outcomeLoginFailed   = "login_failed"   // the upstream refused the login
-	outcomeClientGone    = "client_gone"    // the client left during the login
-)
-
 // refusal is why a login is refused: an outcome for the audit, and the
 // ERROR the client is sent.
 type refusal struct {
-	outcome string
+	outcome outcome
 	number  int32
 	message string // for the client and the log; starts with "gateway: "
 	err     error  // the cause, if any
@@ -74,7 +65,7 @@ type refusal struct {
 func (r *refusal) Error() string { return r.message }
 func (r *refusal) Unwrap() error { return r.err }
 
-func newRefusal(outcome string, number int32, err error, format string, args ...any) *refusal {
+func newRefusal(outcome outcome, number int32, err error, format string, args ...any) *refusal {
 	msg := "gateway: " + fmt.Sprintf(format, args...)
 	if len(msg) > maxErrorMessage {
 		msg = strings.ToValidUTF8(msg[:maxErrorMessage], "")
@@ -156,10 +147,14 @@ func upstreamTLSFailed(addr string, err error) *refusal {
 }
 
 // refuse sends r to the client as an ERROR token and a DONE with the error
-// bit, in reply to its LOGIN7 (ver is the LOGIN7's TDS version), and closes
-// the client leg. The audit line is written first, so that it exists by the
-// time the client reads the refusal.
-func (s *session) refuse(client leg, ver tds.TDSVersion, r *refusal) {
+// bit, in reply to its LOGIN7 (in the LOGIN7's TDS version when it could be
+// decoded), and closes the client leg. The audit line is written first, so
+// that it exists by the time the client reads the refusal.
+func (s *session) refuse(client leg, r *refusal) {
+	var ver tds.TDSVersion
+	if s.audit.login != nil {
+		ver = s.audit.login.TDSVersion
+	}
 	s.audit.refusal(r)
 	s.logLogin()
 	payload, err := tds.ErrorReply(ver, tds.ErrorInfo{

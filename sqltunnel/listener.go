@@ -309,7 +309,7 @@ func (l *Listener) acceptLoop(ctx, sessCtx context.Context, ln net.Listener) err
 			l.log.Warn("connection limit reached; closing connection",
 				zap.Stringer("remote", c.RemoteAddr()), zap.Int("max_conns", limit))
 			_ = c.Close()
-			l.opts.metrics.connection(l.cfg.Name, "unknown", "none", "none", "over_limit")
+			l.opts.metrics.connection(l.cfg.Name, "unknown", "none", "none", outcomeOverLimit)
 			continue
 		}
 		l.start(sessCtx, c)

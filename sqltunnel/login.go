@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"time"
 
-	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 
 	"github.com/gateway-project/gateway/sqltunnel/tds"
 )
@@ -20,154 +20,156 @@ const (
 	loginPacketSize = tds.DefaultPacketSize
 )
 
-// login runs the login phase on the client leg (already encrypted, or plain
-// for an allowed loopback client): read LOGIN7, refuse it or forward it
-// unchanged once the upstream is secure, relay the upstream's reply and any
-// SSPI or FedAuth round trips, then hand over to the relay. refuse, when
-// set, is sent instead of forwarding. Exactly one "sql login" line is logged.
-func (s *session) login(client leg, up *pending, refuse *refusal) {
-	loginStart := time.Now()
-	loginDeadline := deadline(loginStart, s.l.opts.loginTimeout)
-	_ = client.conn.SetDeadline(loginDeadline)
+// clientLogin is the client's LOGIN7 as read: the message, kept to be
+// forwarded unchanged, its decoded safe fields, and the reader of the client
+// leg, which the login exchange goes on reading SSPI and FedAuth messages
+// from.
+type clientLogin struct {
+	msg    tds.Message
+	login  *tds.Login7
+	reader *tds.Reader
+	// deadline bounds the whole login phase, both legs (login_timeout).
+	deadline time.Time
+}
 
-	cr := tds.NewReader(client.conn)
-	_ = cr.SetMaxPacketSize(tds.MaxPacketSize) // LOGIN7 may come in packets of the requested size
-	msg, err := cr.ReadMessage(nil)
+// clear wipes the message: its password is obfuscated, not encrypted. It
+// may be called more than once, and on nil.
+func (c *clientLogin) clear() {
+	if c != nil {
+		clear(c.msg.Payload)
+	}
+}
+
+// readLogin7 reads the client's LOGIN7 under the login deadline. Once it
+// has arrived, the session owes an audit line: errors after that are
+// refusals (malformedLogin), before it *ended.
+func (s *session) readLogin7(client leg) (*clientLogin, error) {
+	start := time.Now()
+	c := &clientLogin{deadline: deadline(start, s.l.opts.loginTimeout)}
+	_ = client.conn.SetDeadline(c.deadline)
+	c.reader = tds.NewReader(client.conn)
+	_ = c.reader.SetMaxPacketSize(tds.MaxPacketSize) // LOGIN7 may come in packets of the requested size
+	msg, err := c.reader.ReadMessage(nil)
 	if err != nil {
-		up.abort()
-		s.readFailed("reading LOGIN7", err)
-		return
+		return nil, readFailed("reading LOGIN7", err)
 	}
 	if msg.Type != tds.PacketLogin7 {
-		up.abort()
-		s.malformed(fmt.Sprintf("%s message where LOGIN7 was expected", msg.Type), nil)
-		return
+		return nil, malformedInput(fmt.Sprintf("%s message where LOGIN7 was expected", msg.Type), nil)
 	}
-	// From here on every path writes the audit line once, before the
-	// client hears the outcome; the deferred call covers unexpected exits.
-	s.audit.loginStart = loginStart
-	defer s.logLogin()
-
+	c.msg = msg
+	s.audit.loginStart = start
 	login, err := tds.ParseLogin7(msg.Payload)
 	if err != nil {
-		clear(msg.Payload)
-		up.abort()
-		s.refuse(client, 0, malformedLogin(err))
-		return
+		return c, malformedLogin(err)
 	}
+	c.login = login
 	s.audit.login = login
-	ver := login.TDSVersion
-	if refuse != nil {
-		clear(msg.Payload)
-		up.abort()
-		s.refuse(client, ver, refuse)
-		return
-	}
+	return c, nil
+}
 
-	u := up.wait()
+// upstreamReady waits for the upstream's handshake and verification to
+// finish, and returns the upstream or the refusal its failure calls for.
+func (s *session) upstreamReady(p *pending) (*upstream, error) {
+	u := p.wait()
 	s.audit.upstream(u)
 	if u.err != nil {
-		clear(msg.Payload)
-		s.refuse(client, ver, u.err)
-		return
+		return nil, u.err
 	}
-	upLeg := leg{conn: u.conn, raw: u.raw}
-	_ = u.raw.SetDeadline(loginDeadline)
+	return u, nil
+}
+
+// abandoned ends a login without an ERROR reply to the client: the client
+// left, or broke the protocol in the middle of the login.
+type abandoned struct {
+	outcome outcome
+	reason  string // for the audit line
+	line    *ended // the log line that says so, if any
+}
+
+func (a *abandoned) Error() string { return string(a.outcome) + ": " + a.reason }
+
+// loginExchange forwards the client's LOGIN7 unchanged to the upstream and
+// relays the upstream's reply, and any SSPI or FedAuth round trips, until
+// the reply is final. It writes the audit line before the final reply
+// reaches the client, and returns the reply: with a LOGINACK the login
+// succeeded and the relay follows; without, the upstream refused it. A
+// routing ENVCHANGE is refused (50906): a client that follows it connects
+// around the gateway.
+func (s *session) loginExchange(client leg, u *upstream, c *clientLogin) (*loginReply, error) {
+	defer c.clear()
+	ver := c.login.TDSVersion
+	_ = u.raw.SetDeadline(c.deadline)
 	uw := tds.NewWriter(u.conn) // packet size: loginPacketSize
-	err = s.forward(uw, msg)
-	clear(msg.Payload) // the password is obfuscated, not encrypted
+	err := s.forward(uw, c.msg)
+	c.clear()
 	if err != nil {
-		s.refuse(client, ver, upstreamIOFailed(u.addr, "sending LOGIN7", err))
-		return
+		return nil, upstreamIOFailed(u.addr, "sending LOGIN7", err)
 	}
 
 	uf := newFramer(u.conn, tds.MaxPacketSize, false)
+	// The relay has framers of its own; holding this one's buffer would
+	// cost a 32 KiB frame per session for its life.
 	defer uf.release()
 	var reply loginReply
 	for round := 0; ; round++ {
 		if round == maxLoginRounds {
-			s.refuse(client, ver, upstreamProtocol(u.addr, fmt.Sprintf("did not finish the login in %d messages", maxLoginRounds), nil))
-			return
+			return nil, upstreamProtocol(u.addr, fmt.Sprintf("did not finish the login in %d messages", maxLoginRounds), nil)
 		}
 		m, err := uf.readMessage(tds.DefaultMaxMessageSize)
 		if err != nil {
-			s.refuse(client, ver, upstreamIOFailed(u.addr, "reading the login reply", err))
-			return
+			return nil, upstreamIOFailed(u.addr, "reading the login reply", err)
 		}
 		if m.typ != tds.PacketReply {
-			s.refuse(client, ver, upstreamProtocol(u.addr, "answered the login with a "+m.typ.String()+" message", nil))
-			return
+			return nil, upstreamProtocol(u.addr, "answered the login with a "+m.typ.String()+" message", nil)
 		}
 		r, err := inspectReply(m.payload, ver)
 		if err != nil {
-			s.refuse(client, ver, upstreamProtocol(u.addr, "sent a login reply the gateway cannot read", err))
-			return
+			return nil, upstreamProtocol(u.addr, "sent a login reply the gateway cannot read", err)
 		}
 		if r.routing != nil {
-			// A client that follows the routing connects to the server
-			// directly, around the gateway and its encryption policy.
-			s.refuse(client, ver, routingRefused(*r.routing))
-			return
+			return nil, routingRefused(*r.routing)
 		}
 		reply.merge(r)
-		switch {
-		case r.final && reply.ack != nil:
-			s.audit.success(&reply)
-		case r.final:
-			// The upstream refused the login (18456 and friends); the
-			// server closes the session after this reply.
-			s.audit.failed(&reply)
-		}
 		if r.final {
+			s.audit.loginDone(&reply)
 			s.logLogin()
 		}
 		if err := writePackets(client.conn, m); err != nil {
-			if !s.audit.logged {
-				s.audit.outcome, s.audit.reason = outcomeClientGone, "relaying the login reply: "+err.Error()
-			}
-			s.log.Info("client left before the login reply was relayed", zap.Error(err))
-			return
+			return nil, &abandoned{outcome: outcomeClientGone, reason: "relaying the login reply: " + err.Error(),
+				line: &ended{level: zapcore.InfoLevel, msg: "client left before the login reply was relayed", err: err}}
 		}
 		s.toClient.Add(int64(m.size))
-
-		switch {
-		case r.final && reply.ack != nil:
+		if r.final {
 			_ = client.conn.SetDeadline(time.Time{})
 			_ = u.raw.SetDeadline(time.Time{})
-			// The relay has framers of its own; holding this one's
-			// buffer would cost a 32 KiB frame per session for its life.
-			uf.release()
-			// After a login with MARS on both sides, framing is SMP.
-			s.relay(client, upLeg, reply.relayPacketSize(login), s.audit.mars)
-			return
-		case r.final:
-			lingerClose(client)
-			return
-		case r.sspi || r.fedAuthInfo:
+			return &reply, nil
+		}
+		if r.sspi || r.fedAuthInfo {
 			// The client answers with an SSPI (0x11) or FedAuth token
 			// (0x08) message, relayed untouched and never logged.
-			cm, err := cr.ReadMessage(nil)
-			if err != nil {
-				s.audit.outcome = outcomeClientGone
-				s.audit.reason = "reading the client's authentication message: " + err.Error()
-				return
-			}
-			if cm.Type != tds.PacketSSPI && cm.Type != tds.PacketFedAuthToken {
-				clear(cm.Payload)
-				s.audit.outcome = outcomeRefused
-				s.audit.reason = fmt.Sprintf("%s message during the login, where SSPI or a FedAuth token was expected", cm.Type)
-				s.malformed(s.audit.reason, nil)
-				return
-			}
-			err = s.forward(uw, cm)
-			clear(cm.Payload)
-			if err != nil {
-				s.refuse(client, ver, upstreamIOFailed(u.addr, "sending the authentication message", err))
-				return
+			if err := s.forwardAuth(c.reader, uw, u.addr); err != nil {
+				return nil, err
 			}
 		}
 		// Otherwise the reply continues in another message: read it.
 	}
+}
+
+// forwardAuth relays the client's answer to an SSPI or FEDAUTHINFO token.
+func (s *session) forwardAuth(cr *tds.Reader, uw *tds.Writer, addr string) error {
+	cm, err := cr.ReadMessage(nil)
+	if err != nil {
+		return &abandoned{outcome: outcomeClientGone, reason: "reading the client's authentication message: " + err.Error()}
+	}
+	defer clear(cm.Payload)
+	if cm.Type != tds.PacketSSPI && cm.Type != tds.PacketFedAuthToken {
+		reason := fmt.Sprintf("%s message during the login, where SSPI or a FedAuth token was expected", cm.Type)
+		return &abandoned{outcome: outcomeRefused, reason: reason, line: malformedInput(reason, nil)}
+	}
+	if err := s.forward(uw, cm); err != nil {
+		return upstreamIOFailed(addr, "sending the authentication message", err)
+	}
+	return nil
 }
 
 // forward writes a client message upstream in loginPacketSize packets.

@@ -146,18 +146,18 @@ func (m *Metrics) handshake(listener, version, result string) {
 	m.handshakes.WithLabelValues(listener, version, result).Inc()
 }
 
-func (m *Metrics) login(listener, outcome string) {
+func (m *Metrics) login(listener string, o outcome) {
 	if m == nil {
 		return
 	}
-	m.logins.WithLabelValues(listener, outcome).Inc()
+	m.logins.WithLabelValues(listener, string(o)).Inc()
 }
 
-func (m *Metrics) connection(listener, dialect, clientEncryption, negotiated, outcome string) {
+func (m *Metrics) connection(listener, dialect, clientEncryption, negotiated string, o outcome) {
 	if m == nil {
 		return
 	}
-	m.connections.WithLabelValues(listener, dialect, clientEncryption, negotiated, outcome).Inc()
+	m.connections.WithLabelValues(listener, dialect, clientEncryption, negotiated, string(o)).Inc()
 }
 
 // encryptionLabel bounds the client_encryption label: values MS-TDS does

@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 
 	"github.com/gateway-project/gateway/configs"
 	"github.com/gateway-project/gateway/sqltunnel/tds"
@@ -32,8 +34,8 @@ const (
 	planRefuseStrict             // TLS, then an ERROR reply to LOGIN7: the listener is strict
 )
 
-// decide applies the TDS encryption policy of DESIGN.md to a TDS 7.x
-// client's PRELOGIN: what to answer and what happens next. Login-only
+// decide applies the TDS encryption policy (docs/architecture.md, "TDS
+// encryption policy") to a TDS 7.x client's PRELOGIN: what to answer and what happens next. Login-only
 // encryption (both sides OFF) is never answered: OFF gets REQ, which makes
 // the client encrypt the whole session. The client-certificate bit (0x80)
 // is never echoed: the gateway does not authenticate clients by certificate.
@@ -58,125 +60,132 @@ func (s *session) decide(pl *tds.Prelogin) (tds.Encryption, plan) {
 	return tds.EncryptReq, planTLS
 }
 
-// serveTDS7 runs a TDS 7.x client: PRELOGIN in clear, the upstream's
-// PRELOGIN, our answer, then the client's and upstream's TLS handshakes
-// concurrently, then the login.
-func (s *session) serveTDS7(ctx, hctx context.Context, pc *peekConn) {
-	s.audit.dialect = "tds7"
-	pl, ok := s.readClientPrelogin(pc)
-	if !ok {
-		return
-	}
-	answer, p := s.decide(pl)
-	s.audit.clientEncryption = encryptionName(pl.Encryption)
-	s.audit.answered = answer.String()
-
-	var up *upstream
-	if p != planRefuseStrict {
-		// The upstream's PRELOGIN answer comes first, so that ours can carry
-		// what depends on the server (MARS, FEDAUTHREQUIRED, NONCE).
-		up = s.newUpstream()
-		up.dial(ctx)
-		up.prelogin(ctx, pl)
-	}
-	if !s.answerPrelogin(pc, answer, pl, up) {
-		return
-	}
-	secured := s.goUpstream(ctx, up, (*upstream).secure)
-
-	client := leg{conn: pc, raw: s.raw}
-	if p == planPlain {
-		s.audit.plain = true
-	} else {
-		tc, err := tdstls.Server(hctx, pc, s.l.tds7TLS)
-		if err != nil {
-			secured.abort()
-			var unexpected *tdstls.UnexpectedPacketError
-			if errors.As(err, &unexpected) {
-				// Typically LOGIN7 in clear text after NOT_SUP: nothing of it
-				// was read beyond its header, and nothing goes upstream.
-				s.log.Warn("client refused encryption; closing",
-					zap.String("client_encryption", s.audit.clientEncryption),
-					zap.String("answered", s.audit.answered),
-					zap.Stringer("packet_type", unexpected.Type))
-				s.ended("refused_encryption")
-				return
-			}
-			s.handshakeFailed(err)
-			return
-		}
-		client.conn = tc
-		cs := tc.ConnectionState()
-		s.audit.clientTLS = &cs
-		s.l.opts.metrics.handshake(s.l.cfg.Name, tlsmgr.HandshakeVersion(cs.Version), tlsmgr.HandshakeOK)
-	}
-	var refuse *refusal
-	if p == planRefuseStrict {
-		refuse = strictRequired(s.l.cfg.Name)
-	}
-	s.login(client, secured, refuse)
+// negotiation is what the PRELOGIN exchange settled: the client's
+// PRELOGIN, what the gateway answered and what the client leg does next,
+// and the upstream, whose TLS handshake is under way (or which failed, or,
+// for planRefuseStrict, was never dialled).
+type negotiation struct {
+	prelogin *tds.Prelogin
+	answer   tds.Encryption
+	plan     plan
+	upstream *pending
 }
 
-// serveTDS8 runs a TDS 8 (strict) client: TLS first with ALPN tds/8.0, then
-// PRELOGIN inside TLS. The upstream is dialed while the client's handshake
-// runs. Every listener policy accepts TDS 8.
-func (s *session) serveTDS8(ctx, hctx context.Context, pc *peekConn) {
-	s.audit.dialect = "tds8"
-	up := s.newUpstream()
-	dialed := s.goUpstream(ctx, up, (*upstream).dial)
+// negotiate is the PRELOGIN exchange on conn: the client's PRELOGIN, the
+// upstream's (dialled here, or already being dialled by dialing for TDS 8),
+// then the gateway's answer to the client. It starts the upstream's TLS
+// handshake before it returns. A TDS 7.x client's encryption follows the
+// listener's policy (decide); in TDS 8 the session is already encrypted and
+// the ENCRYPTION option is ignored (MS-TDS 2.2.6.5): it is logged as sent
+// and answered ON. Errors are *ended.
+func (s *session) negotiate(ctx context.Context, conn net.Conn, dialing *pending) (*negotiation, error) {
+	pl, err := s.readClientPrelogin(conn)
+	if err != nil {
+		dialing.abort()
+		return nil, err
+	}
+	n := &negotiation{prelogin: pl, answer: tds.EncryptOn, plan: planTLS}
+	if dialing == nil {
+		n.answer, n.plan = s.decide(pl)
+	}
+	s.audit.clientEncryption = encryptionName(pl.Encryption)
+	s.audit.answered = n.answer.String()
 
+	var up *upstream
+	switch {
+	case dialing != nil:
+		up = dialing.wait()
+	case n.plan != planRefuseStrict:
+		up = s.newUpstream()
+		up.dial(ctx)
+	}
+	up.prelogin(ctx, pl)
+	if err := s.answerPrelogin(conn, n.answer, pl, up); err != nil {
+		return nil, err
+	}
+	n.upstream = s.goUpstream(ctx, up, (*upstream).secure)
+	return n, nil
+}
+
+// clientTLS7 is the client leg of a TDS 7.x session: TLS carried inside
+// PRELOGIN packets, or the plain connection for an allowed loopback
+// client. Errors are *ended.
+func (s *session) clientTLS7(hctx context.Context, pc *peekConn, n *negotiation) (leg, error) {
+	client := leg{conn: pc, raw: s.raw}
+	if n.plan == planPlain {
+		s.audit.plain = true
+		return client, nil
+	}
+	tc, err := tdstls.Server(hctx, pc, s.l.tds7TLS)
+	if err != nil {
+		var unexpected *tdstls.UnexpectedPacketError
+		if errors.As(err, &unexpected) {
+			// Typically LOGIN7 in clear text after NOT_SUP: nothing of it
+			// was read beyond its header, and nothing goes upstream.
+			return leg{}, &ended{outcome: outcomeRefusedEncryption, level: zapcore.WarnLevel,
+				msg: "client refused encryption; closing", fields: []zap.Field{
+					zap.String("client_encryption", s.audit.clientEncryption),
+					zap.String("answered", s.audit.answered),
+					zap.Stringer("packet_type", unexpected.Type)}}
+		}
+		return leg{}, s.handshakeFailed(err)
+	}
+	s.handshakeDone(tc)
+	client.conn = tc
+	return client, nil
+}
+
+// clientTLS8 is the client leg of a TDS 8 (strict) session: TLS first,
+// ALPN tds/8.0. Every listener policy accepts TDS 8. Errors are *ended.
+func (s *session) clientTLS8(hctx context.Context, pc *peekConn) (leg, error) {
 	tc := tls.Server(pc, s.l.tds8TLS)
 	if err := tc.HandshakeContext(hctx); err != nil {
-		dialed.abort()
-		s.handshakeFailed(err)
-		return
+		return leg{}, s.handshakeFailed(err)
 	}
+	s.handshakeDone(tc)
+	return leg{conn: tc, raw: s.raw}, nil
+}
+
+// handshakeDone records a client handshake that succeeded.
+func (s *session) handshakeDone(tc *tls.Conn) {
 	cs := tc.ConnectionState()
 	s.audit.clientTLS = &cs
 	s.l.opts.metrics.handshake(s.l.cfg.Name, tlsmgr.HandshakeVersion(cs.Version), tlsmgr.HandshakeOK)
+}
 
-	pl, ok := s.readClientPrelogin(tc)
-	if !ok {
-		dialed.abort()
-		return
+// handshakeFailed counts a failed client handshake and says why it ended
+// the session.
+func (s *session) handshakeFailed(err error) *ended {
+	s.l.opts.metrics.handshake(s.l.cfg.Name, tlsmgr.HandshakeVersion(0), tlsmgr.HandshakeFailure(err))
+	msg := "client TLS handshake failed; closing"
+	var ne interface{ Timeout() bool }
+	if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, context.DeadlineExceeded) {
+		msg = "client TLS handshake timed out; closing"
 	}
-	// MS-TDS 2.2.6.5: in TDS 8 the ENCRYPTION option is ignored; it is
-	// logged as sent and answered ON (the session is encrypted).
-	s.audit.clientEncryption = encryptionName(pl.Encryption)
-	s.audit.answered = tds.EncryptOn.String()
-
-	dialed.wait()
-	up.prelogin(ctx, pl)
-	if !s.answerPrelogin(tc, tds.EncryptOn, pl, up) {
-		return
-	}
-	secured := s.goUpstream(ctx, up, (*upstream).secure)
-	s.login(leg{conn: tc, raw: s.raw}, secured, nil)
+	return &ended{outcome: outcomeHandshakeFailed, level: zapcore.WarnLevel, msg: msg,
+		fields: []zap.Field{zap.String("dialect", s.audit.dialect)}, err: err}
 }
 
 // readClientPrelogin reads and decodes the client's PRELOGIN message.
-func (s *session) readClientPrelogin(r io.Reader) (*tds.Prelogin, bool) {
+func (s *session) readClientPrelogin(r io.Reader) (*tds.Prelogin, error) {
 	tr := tds.NewReader(r)
 	tr.SetMaxMessageSize(maxPreloginSize)
 	msg, err := tr.ReadMessage(nil)
 	if err != nil {
-		s.readFailed("reading PRELOGIN", err)
-		return nil, false
+		return nil, readFailed("reading PRELOGIN", err)
 	}
 	if msg.Type != tds.PacketPrelogin {
-		s.malformed(fmt.Sprintf("%s message before PRELOGIN", msg.Type), nil)
-		return nil, false
+		return nil, malformedInput(fmt.Sprintf("%s message before PRELOGIN", msg.Type), nil)
 	}
 	pl, err := tds.ParsePrelogin(msg.Payload)
 	if err != nil {
-		s.malformed("decoding PRELOGIN", err)
-		return nil, false
+		return nil, malformedInput("decoding PRELOGIN", err)
 	}
-	return pl, true
+	return pl, nil
 }
 
 // answerPrelogin writes the gateway's PRELOGIN answer to the client.
-func (s *session) answerPrelogin(w io.Writer, enc tds.Encryption, client *tds.Prelogin, up *upstream) bool {
+func (s *session) answerPrelogin(w io.Writer, enc tds.Encryption, client *tds.Prelogin, up *upstream) error {
 	a := buildAnswer(enc, client, up)
 	s.audit.mars = a.MARS != nil && *a.MARS
 	payload, err := a.MarshalBinary()
@@ -184,10 +193,9 @@ func (s *session) answerPrelogin(w io.Writer, enc tds.Encryption, client *tds.Pr
 		err = tds.NewWriter(w).WriteMessage(tds.Message{Type: tds.PacketReply, Status: tds.StatusEOM, Payload: payload})
 	}
 	if err != nil {
-		s.readFailed("answering PRELOGIN", err)
-		return false
+		return readFailed("answering PRELOGIN", err)
 	}
-	return true
+	return nil
 }
 
 // buildAnswer is the PRELOGIN the client gets: the encryption the policy
@@ -219,17 +227,6 @@ func buildAnswer(enc tds.Encryption, client *tds.Prelogin, up *upstream) *tds.Pr
 		a.Nonce = new(*r.Nonce)
 	}
 	return a
-}
-
-func (s *session) handshakeFailed(err error) {
-	s.ended("handshake_failed")
-	s.l.opts.metrics.handshake(s.l.cfg.Name, tlsmgr.HandshakeVersion(0), tlsmgr.HandshakeFailure(err))
-	var ne interface{ Timeout() bool }
-	if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, context.DeadlineExceeded) {
-		s.log.Warn("client TLS handshake timed out; closing", zap.String("dialect", s.audit.dialect), zap.Error(err))
-		return
-	}
-	s.log.Warn("client TLS handshake failed; closing", zap.String("dialect", s.audit.dialect), zap.Error(err))
 }
 
 // encryptionName is the ENCRYPTION value as sent, for logs.

@@ -12,7 +12,8 @@ import (
 )
 
 // TestClientEncryptionRequired drives go-mssqldb through a listener with
-// client_encryption: required, one row of the DESIGN.md policy table each.
+// client_encryption: required, one row of the TDS encryption policy table
+// (docs/architecture.md) each.
 func TestClientEncryptionRequired(t *testing.T) {
 	srv, caFile := upstreamDouble(t, tdstest.Config{})
 	g := startGateway(t, listenerConfig(srv.Addr(), caFile))

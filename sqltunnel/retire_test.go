@@ -125,10 +125,10 @@ func TestMetrics(t *testing.T) {
 		t.Fatal("wrong password accepted")
 	}
 	bad.Close()
-	if got := testutil.ToFloat64(m.logins.WithLabelValues("crm", outcomeOK)); got != 1 {
+	if got := testutil.ToFloat64(m.logins.WithLabelValues("crm", string(outcomeOK))); got != 1 {
 		t.Errorf("logins{ok} = %v, want 1", got)
 	}
-	if got := testutil.ToFloat64(m.logins.WithLabelValues("crm", outcomeLoginFailed)); got != 1 {
+	if got := testutil.ToFloat64(m.logins.WithLabelValues("crm", string(outcomeLoginFailed))); got != 1 {
 		t.Errorf("logins{login_failed} = %v, want 1", got)
 	}
 	if got := testutil.ToFloat64(m.handshakes.WithLabelValues("crm", "1.2", "ok")); got != 2 {

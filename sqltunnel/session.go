@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
-	"fmt"
 	"io"
 	"net"
 	"runtime/debug"
@@ -38,9 +37,6 @@ type session struct {
 
 	audit                auditRecord
 	toUpstream, toClient byteCount // TDS bytes written to each side
-	// result is why the connection ended before a login outcome was
-	// known (handshake_failed, malformed, ...), for the metrics.
-	result string
 }
 
 // byteCount counts a session's bytes in one direction, and the listener's
@@ -97,11 +93,14 @@ func (s *session) closeAll() {
 	}
 }
 
-// serve runs the connection: dialect by first byte, pre-login, login, relay.
+// serve runs the connection to its end and accounts for it: the metrics
+// count it by its outcome, the listener forgets it, and a panic anywhere in
+// it closes this connection only.
 func (s *session) serve(ctx context.Context) {
+	out := outcomeClientClosed
 	defer func() {
 		s.l.finish(s)
-		s.count()
+		s.count(out)
 		s.log.Debug("connection ended", zap.Duration("duration", time.Since(s.start)))
 	}()
 	defer s.closeAll()
@@ -111,59 +110,168 @@ func (s *session) serve(ctx context.Context) {
 		if r := recover(); r != nil {
 			s.log.Error("panic while serving a connection; closed it",
 				zap.Any("panic", r), zap.ByteString("stack", debug.Stack()))
+			out = outcomeUnknown
+			if s.audit.login != nil {
+				s.logLogin() // once: does nothing if the line was written
+				out = s.audit.outcome
+			}
 		}
 	}()
+	out = s.run(ctx)
+}
 
+// run takes the connection through the phases of a session, in order, and
+// returns how it ended:
+//
+//  1. negotiate: the dialect, from the first byte, and the PRELOGIN
+//     exchange. The upstream is dialled and sent its PRELOGIN first, so that
+//     the client's answer can carry what depends on the server (MARS,
+//     FEDAUTHREQUIRED, NONCE).
+//  2. client TLS: TLS inside PRELOGIN packets (TDS 7.x), or TLS first (TDS
+//     8, which therefore runs phase 2 before phase 1, dialling the upstream
+//     meanwhile). The upstream's own handshake runs at the same time, on a
+//     helper goroutine.
+//  3. read LOGIN7: the client's login, decoded for the audit line (never its
+//     password).
+//  4. upstream: wait for the upstream's handshake and certificate check.
+//  5. login exchange: LOGIN7 forwarded unchanged, the reply and any SSPI or
+//     FedAuth round trips relayed.
+//  6. relay: TDS packets both ways until either side ends.
+//
+// Until a LOGIN7 has arrived, a failure is an *ended, logged once. From
+// then on it is a *refusal, sent to the client as an ERROR token in reply to
+// its LOGIN7 (the login is then never forwarded), or an *abandoned login;
+// either way the "sql login" audit line is written exactly once, before the
+// client hears the outcome.
+func (s *session) run(ctx context.Context) outcome {
 	hsDeadline := deadline(s.start, s.l.opts.handshakeTimeout)
 	_ = s.raw.SetDeadline(hsDeadline)
 	hctx, cancel := withDeadline(ctx, hsDeadline)
 	defer cancel()
 
+	pc, dialect, err := s.readDialect()
+	if err != nil {
+		return s.fail(leg{}, err)
+	}
+	var neg *negotiation
+	var client leg
+	if dialect == dialectTDS8 {
+		dialing := s.goUpstream(ctx, s.newUpstream(), (*upstream).dial)
+		if client, err = s.clientTLS8(hctx, pc); err != nil {
+			dialing.abort()
+			return s.fail(leg{}, err)
+		}
+		if neg, err = s.negotiate(ctx, client.conn, dialing); err != nil {
+			return s.fail(leg{}, err)
+		}
+	} else {
+		if neg, err = s.negotiate(ctx, pc, nil); err != nil {
+			return s.fail(leg{}, err)
+		}
+		if client, err = s.clientTLS7(hctx, pc, neg); err != nil {
+			neg.upstream.abort()
+			return s.fail(leg{}, err)
+		}
+	}
+
+	login, err := s.readLogin7(client)
+	if err == nil && neg.plan == planRefuseStrict {
+		err = strictRequired(s.l.cfg.Name)
+	}
+	if err != nil {
+		neg.upstream.abort()
+		login.clear()
+		return s.fail(client, err)
+	}
+	up, err := s.upstreamReady(neg.upstream)
+	if err != nil {
+		login.clear()
+		return s.fail(client, err)
+	}
+	reply, err := s.loginExchange(client, up, login)
+	if err != nil {
+		return s.fail(client, err)
+	}
+	if reply.ack == nil {
+		// The upstream refused the login (18456 and friends) and closes
+		// the session after this reply, which the client now has.
+		lingerClose(client)
+		return outcomeLoginFailed
+	}
+	// After a login with MARS on both sides, framing is SMP.
+	s.relay(client, leg{conn: up.conn, raw: up.raw}, reply.relayPacketSize(login.login), s.audit.mars)
+	return outcomeOK
+}
+
+// fail ends the session on a phase's error and returns its outcome. An
+// *ended is logged; a *refusal is written in the audit line and sent to the
+// client (client is the encrypted leg it arrived on); an *abandoned login
+// is written in the audit line.
+func (s *session) fail(client leg, err error) outcome {
+	var (
+		e *ended
+		r *refusal
+		a *abandoned
+	)
+	switch {
+	case errors.As(err, &e):
+		e.log(s.log)
+		return e.outcome
+	case errors.As(err, &r):
+		s.refuse(client, r)
+		return r.outcome
+	case errors.As(err, &a):
+		if a.line != nil {
+			a.line.log(s.log)
+		}
+		if !s.audit.logged {
+			s.audit.outcome, s.audit.reason = a.outcome, a.reason
+		}
+		s.logLogin()
+		return s.audit.outcome
+	}
+	// Every phase returns one of the three; anything else is a bug, and
+	// still ends the connection with a line that says so.
+	s.log.Error("session ended on an unclassified error", zap.Error(err))
+	return outcomeUnknown
+}
+
+// Dialects, by the first byte the client sends (MS-TDS 2.1).
+const (
+	dialectTDS7 = "tds7" // PRELOGIN (0x12) in clear; TLS, if any, inside PRELOGIN packets
+	dialectTDS8 = "tds8" // a TLS handshake record (0x16): TLS first, PRELOGIN inside it
+)
+
+// readDialect reads the first byte and returns the connection with that
+// byte put back, and the dialect it announces.
+func (s *session) readDialect() (*peekConn, string, error) {
 	pc, first, err := peek(s.raw)
 	if err != nil {
 		if errors.Is(err, io.EOF) {
-			// Port probes (load balancers, monitoring) connect and close.
-			s.log.Debug("connection closed before sending anything")
-			s.ended("client_closed")
-		} else {
-			s.readFailed("reading the first byte", err)
+			return nil, "", closedBeforeSending()
 		}
-		return
+		return nil, "", readFailed("reading the first byte", err)
 	}
 	switch first {
 	case tlsRecordHandshake:
-		s.serveTDS8(ctx, hctx, pc)
+		s.audit.dialect = dialectTDS8
 	case byte(tds.PacketPrelogin):
-		s.serveTDS7(ctx, hctx, pc)
+		s.audit.dialect = dialectTDS7
 	case byte(tds.PacketLogin7):
-		s.malformed("LOGIN7 before PRELOGIN", nil)
+		return nil, "", malformedInput("LOGIN7 before PRELOGIN", nil)
 	default:
-		s.log.Warn("not a TDS client; closing", zap.String("first_byte", fmt.Sprintf("0x%02x", first)))
-		s.ended("not_tds")
+		return nil, "", notTDS(first)
 	}
-}
-
-// ended notes why the connection ended before a login outcome, once.
-func (s *session) ended(result string) {
-	if s.result == "" {
-		s.result = result
-	}
+	return pc, s.audit.dialect, nil
 }
 
 // count adds the finished connection to the listener's metrics.
-func (s *session) count() {
+func (s *session) count(out outcome) {
 	m := s.l.opts.metrics
 	if m == nil {
 		return
 	}
 	a := &s.audit
-	outcome := a.outcome
-	if outcome == "" {
-		outcome = s.result
-	}
-	if outcome == "" {
-		outcome = "client_closed"
-	}
 	dialect := a.dialect
 	if dialect == "" {
 		dialect = "unknown"
@@ -175,36 +283,7 @@ func (s *session) count() {
 	case a.plain:
 		negotiated = "plain"
 	}
-	m.connection(s.l.cfg.Name, dialect, encryptionLabel(a.clientEncryption), negotiated, outcome)
-}
-
-// malformed logs a connection closed for bad or out-of-order input.
-func (s *session) malformed(reason string, err error) {
-	fields := []zap.Field{zap.String("reason", reason)}
-	if err != nil {
-		fields = append(fields, zap.Error(err))
-	}
-	s.log.Warn("malformed TDS input; closing", fields...)
-	s.ended("malformed")
-}
-
-// readFailed logs a read that ended the pre-login or login phase: a peer
-// that went away or timed out is not malformed input.
-func (s *session) readFailed(what string, err error) {
-	var ne net.Error
-	switch {
-	case errors.Is(err, io.EOF):
-		s.log.Info("client closed the connection", zap.String("during", what))
-		s.ended("client_closed")
-	case errors.As(err, &ne) && ne.Timeout():
-		s.log.Warn("client timed out; closing", zap.String("during", what), zap.Error(err))
-		s.ended("timeout")
-	case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, net.ErrClosed):
-		s.log.Info("client connection ended", zap.String("during", what), zap.Error(err))
-		s.ended("client_closed")
-	default:
-		s.malformed(what, err)
-	}
+	m.connection(s.l.cfg.Name, dialect, encryptionLabel(a.clientEncryption), negotiated, out)
 }
 
 func withDeadline(ctx context.Context, d time.Time) (context.Context, context.CancelFunc) {

@@ -3,15 +3,17 @@ package sqltunnel
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"net"
+	"os"
 	"testing"
 
 	"github.com/gateway-project/gateway/configs"
 	"github.com/gateway-project/gateway/sqltunnel/tds"
 )
 
-// TestDecide is the DESIGN.md policy table, row by row.
+// TestDecide is the TDS encryption policy table (docs/architecture.md), row by row.
 func TestDecide(t *testing.T) {
 	remote := &net.TCPAddr{IP: net.IPv4(10, 0, 0, 9), Port: 50000}
 	loop := &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 50000}
@@ -201,4 +203,31 @@ func FuzzFramer(f *testing.F) {
 			consumed += len(frame)
 		}
 	})
+}
+
+// TestReadFailed: a read that ends the pre-login phase is classified by
+// what the peer did, not reported as malformed input when it merely left.
+func TestReadFailed(t *testing.T) {
+	tests := []struct {
+		name string
+		err  error
+		want outcome
+	}{
+		{"clean close", io.EOF, outcomeClientClosed},
+		{"cut mid-packet", io.ErrUnexpectedEOF, outcomeClientClosed},
+		{"closed by the drain", net.ErrClosed, outcomeClientClosed},
+		{"deadline", os.ErrDeadlineExceeded, outcomeTimeout},
+		{"bad length", tds.ErrBadLength, outcomeMalformed},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			e := readFailed("reading PRELOGIN", fmt.Errorf("wrapped: %w", tc.err))
+			if e.outcome != tc.want {
+				t.Errorf("outcome %q, want %q", e.outcome, tc.want)
+			}
+			if !errors.Is(e, tc.err) && tc.want != outcomeClientClosed {
+				t.Errorf("the cause %v is not kept in %v", tc.err, e)
+			}
+		})
+	}
 }

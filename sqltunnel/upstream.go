@@ -237,8 +237,11 @@ func (p *pending) wait() *upstream {
 	return p.u
 }
 
-// abort cancels the step and waits for it to stop.
+// abort cancels the step and waits for it to stop; on nil it does nothing.
 func (p *pending) abort() {
+	if p == nil {
+		return
+	}
 	p.cancel()
 	<-p.done
 }
