@@ -19,8 +19,8 @@ type Config struct {
 
 // Log selects the zap logger's level and encoding.
 type Log struct {
-	Level  string `mapstructure:"level"`  // debug | info | warn | error
-	Format string `mapstructure:"format"` // json | console
+	Level  LogLevel  `mapstructure:"level"`
+	Format LogFormat `mapstructure:"format"`
 }
 
 // Admin is the operator's HTTP endpoint (/healthz, /readyz, /metrics, /certs).
@@ -28,17 +28,10 @@ type Admin struct {
 	Listen string `mapstructure:"listen"` // "" disables
 }
 
-// Issuer values for TLS.Issuer.
-const (
-	IssuerInternal = "internal"
-	IssuerACME     = "acme"
-	IssuerNone     = "none"
-)
-
 // TLS is where certificates come from and the server-side TLS policy.
 type TLS struct {
-	Issuer       string            `mapstructure:"issuer"`
-	MinVersion   string            `mapstructure:"min_version"` // "1.2" | "1.3"
+	Issuer       Issuer            `mapstructure:"issuer"`
+	MinVersion   TLSVersion        `mapstructure:"min_version"`
 	Internal     InternalCA        `mapstructure:"internal"`
 	ACME         ACME              `mapstructure:"acme"`
 	Certificates []CertificateFile `mapstructure:"certificates"`
@@ -93,21 +86,19 @@ type Site struct {
 	// host names (any port, http or https) or as http(s)://host[:port]
 	// origins; with the upstream URLs they are what RewriteLocation maps to
 	// the public origin.
-	InternalNames   []string `mapstructure:"internal_names"`
-	RewriteLocation bool     `mapstructure:"rewrite_location"`
-	CookieSecure    bool     `mapstructure:"cookie_secure"`
-	CookieHTTPOnly  bool     `mapstructure:"cookie_http_only"`
-	// CookieSameSite is "" (leave as is), lax, strict or none.
-	CookieSameSite          string `mapstructure:"cookie_same_site"`
-	UpgradeInsecureRequests bool   `mapstructure:"upgrade_insecure_requests"`
+	InternalNames           []string `mapstructure:"internal_names"`
+	RewriteLocation         bool     `mapstructure:"rewrite_location"`
+	CookieSecure            bool     `mapstructure:"cookie_secure"`
+	CookieHTTPOnly          bool     `mapstructure:"cookie_http_only"`
+	CookieSameSite          SameSite `mapstructure:"cookie_same_site"`
+	UpgradeInsecureRequests bool     `mapstructure:"upgrade_insecure_requests"`
 	// RequestHeaders are set on every request sent upstream, replacing any
 	// value the client sent under the same name.
 	RequestHeaders map[string]string `mapstructure:"request_headers"`
 	// MaxRequestBody caps request bodies in bytes; 0 means no limit.
 	MaxRequestBody int64 `mapstructure:"max_request_body"`
 
-	// LoadBalancing is round_robin or least_conn ("" means round_robin).
-	LoadBalancing string        `mapstructure:"load_balancing"`
+	LoadBalancing LoadBalancing `mapstructure:"load_balancing"`
 	Sticky        Sticky        `mapstructure:"sticky"`
 	HealthCheck   HealthCheck   `mapstructure:"health_check"`
 	PassiveHealth PassiveHealth `mapstructure:"passive_health"`
@@ -120,12 +111,6 @@ type Site struct {
 	// identifiers (HIPAA), and the path alone says which page was served.
 	AccessLogQuery bool `mapstructure:"access_log_query"`
 }
-
-// Load-balancing policies for Site.LoadBalancing.
-const (
-	LoadBalancingRoundRobin = "round_robin"
-	LoadBalancingLeastConn  = "least_conn"
-)
 
 // Sticky sessions: when Cookie is set, a client keeps going to the upstream
 // named (opaquely) by that cookie while the upstream is healthy.
@@ -174,40 +159,19 @@ func (u SiteUpstreamTLS) TLS(serverName string) UpstreamTLS {
 	return UpstreamTLS{ServerName: serverName, CAFile: u.CAFile, PinSHA256: u.PinSHA256, InsecureSkipVerify: u.InsecureSkipVerify}
 }
 
-// Client certificate modes for ClientAuth.Mode.
-const (
-	ClientAuthNone     = "none"
-	ClientAuthOptional = "optional"
-	ClientAuthRequired = "required"
-)
-
 // ClientAuth asks browsers for a TLS client certificate on a site's names.
 type ClientAuth struct {
-	Mode   string `mapstructure:"mode"`    // none | optional | required ("" means none)
-	CAFile string `mapstructure:"ca_file"` // PEM roots that client certificates must chain to
+	Mode   ClientAuthMode `mapstructure:"mode"`
+	CAFile string         `mapstructure:"ca_file"` // PEM roots that client certificates must chain to
 }
-
-// Client encryption policies for SQLListener.ClientEncryption.
-const (
-	ClientEncryptionRequired               = "required"
-	ClientEncryptionStrict                 = "strict"
-	ClientEncryptionAllowPlaintextLoopback = "allow_plaintext_loopback"
-)
-
-// Upstream encryption modes for SQLUpstream.Encryption.
-const (
-	UpstreamEncryptionRequired         = "required"
-	UpstreamEncryptionStrict           = "strict"
-	UpstreamEncryptionDisabledLoopback = "disabled_loopback"
-)
 
 // SQLListener is one TDS listener in front of one SQL Server.
 type SQLListener struct {
-	Name             string      `mapstructure:"name"`
-	Listen           string      `mapstructure:"listen"`
-	Hostname         string      `mapstructure:"hostname"`
-	ClientEncryption string      `mapstructure:"client_encryption"`
-	Upstream         SQLUpstream `mapstructure:"upstream"`
+	Name             string           `mapstructure:"name"`
+	Listen           string           `mapstructure:"listen"`
+	Hostname         string           `mapstructure:"hostname"`
+	ClientEncryption ClientEncryption `mapstructure:"client_encryption"`
+	Upstream         SQLUpstream      `mapstructure:"upstream"`
 	// MaxConnections caps the client connections the listener serves at
 	// once; connections over it are closed as soon as they are accepted.
 	// Load sets DefaultSQLMaxConnections when the key is absent; zero (a
@@ -233,12 +197,12 @@ func (l SQLListener) MaxConns() int {
 
 // SQLUpstream is the SQL Server behind a listener and how it is verified.
 type SQLUpstream struct {
-	Address            string `mapstructure:"address"`
-	Encryption         string `mapstructure:"encryption"`
-	ServerName         string `mapstructure:"server_name"`
-	CAFile             string `mapstructure:"ca_file"`
-	PinSHA256          string `mapstructure:"pin_sha256"`
-	InsecureSkipVerify bool   `mapstructure:"insecure_skip_verify"`
+	Address            string             `mapstructure:"address"`
+	Encryption         UpstreamEncryption `mapstructure:"encryption"`
+	ServerName         string             `mapstructure:"server_name"`
+	CAFile             string             `mapstructure:"ca_file"`
+	PinSHA256          string             `mapstructure:"pin_sha256"`
+	InsecureSkipVerify bool               `mapstructure:"insecure_skip_verify"`
 }
 
 // UpstreamTLS is what a client-side TLS configuration needs to verify an

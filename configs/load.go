@@ -101,6 +101,9 @@ func Load(opts Options) (*Loaded, error) {
 		dc.DecodeHook = mapstructure.ComposeDecodeHookFunc(
 			mapstructure.StringToTimeDurationHookFunc(),
 			mapstructure.StringToSliceHookFunc(","),
+			// The enumerated settings (enums.go) reject unknown values here,
+			// so the problem names the key.
+			mapstructure.TextUnmarshallerHookFunc(),
 		)
 	})
 	cfg.resolvePaths(baseDir)

@@ -2,6 +2,7 @@ package configs
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -50,11 +51,11 @@ func TestEmbeddedDefaultValues(t *testing.T) {
 		name      string
 		got, want any
 	}{
-		{"log.level", cfg.Log.Level, "info"},
-		{"log.format", cfg.Log.Format, "json"},
+		{"log.level", cfg.Log.Level, LogInfo},
+		{"log.format", cfg.Log.Format, LogJSON},
 		{"admin.listen", cfg.Admin.Listen, "127.0.0.1:9901"},
-		{"tls.issuer", cfg.TLS.Issuer, "internal"},
-		{"tls.min_version", cfg.TLS.MinVersion, "1.2"},
+		{"tls.issuer", cfg.TLS.Issuer, IssuerInternal},
+		{"tls.min_version", cfg.TLS.MinVersion, TLS12},
 		{"tls.internal.leaf_lifetime", cfg.TLS.Internal.LeafLifetime, 168 * time.Hour},
 		{"tls.internal.ca_name", cfg.TLS.Internal.CAName, "Gateway Local CA"},
 		{"drain_timeout", cfg.DrainTimeout, 30 * time.Second},
@@ -64,10 +65,10 @@ func TestEmbeddedDefaultValues(t *testing.T) {
 		{"sites[0].rewrite_location", cfg.HTTP.Sites[0].RewriteLocation, true},
 		{"sites[0].cookie_secure", cfg.HTTP.Sites[0].CookieSecure, true},
 		{"sites[0].cookie_http_only", cfg.HTTP.Sites[0].CookieHTTPOnly, false},
-		{"sites[0].cookie_same_site", cfg.HTTP.Sites[0].CookieSameSite, ""},
+		{"sites[0].cookie_same_site", cfg.HTTP.Sites[0].CookieSameSite, SameSite("")},
 		{"sites[0].upgrade_insecure_requests", cfg.HTTP.Sites[0].UpgradeInsecureRequests, false},
 		{"sites[0].max_request_body", cfg.HTTP.Sites[0].MaxRequestBody, int64(0)},
-		{"sites[0].load_balancing", cfg.HTTP.Sites[0].LoadBalancing, "round_robin"},
+		{"sites[0].load_balancing", cfg.HTTP.Sites[0].LoadBalancing, LoadBalancingRoundRobin},
 		{"sites[0].sticky.cookie", cfg.HTTP.Sites[0].Sticky.Cookie, ""},
 		{"sites[0].health_check.path", cfg.HTTP.Sites[0].HealthCheck.Path, ""},
 		{"sites[0].health_check.interval", cfg.HTTP.Sites[0].HealthCheck.Interval, 10 * time.Second},
@@ -76,7 +77,7 @@ func TestEmbeddedDefaultValues(t *testing.T) {
 		{"sites[0].passive_health.max_fails", cfg.HTTP.Sites[0].PassiveHealth.MaxFails, 3},
 		{"sites[0].passive_health.fail_timeout", cfg.HTTP.Sites[0].PassiveHealth.FailTimeout, 30 * time.Second},
 		{"sites[0].upstream_tls.sni_from_host", cfg.HTTP.Sites[0].UpstreamTLS.SNIFromHost, false},
-		{"sites[0].client_auth.mode", cfg.HTTP.Sites[0].ClientAuth.Mode, "none"},
+		{"sites[0].client_auth.mode", cfg.HTTP.Sites[0].ClientAuth.Mode, ClientAuthNone},
 	}
 	for _, c := range checks {
 		if c.got != c.want {
@@ -316,5 +317,67 @@ http:
 	}
 	if s.LoadBalancing != "least_conn" || s.Sticky.Cookie != "GW_AFFINITY" || s.MaxRequestBody != 1<<20 {
 		t.Errorf("farm keys: %+v", s)
+	}
+}
+
+// TestEnumsRejectedAtDecode: an enumerated setting with a value outside
+// its type is refused while the file is decoded, as a problem naming the
+// key once (not again by validation), whether it comes from the file or
+// from the environment.
+func TestEnumsRejectedAtDecode(t *testing.T) {
+	const sqlEntry = `
+sql:
+  - name: crm
+    listen: 127.0.0.1:0
+    hostname: sql.test
+    client_encryption: %s
+    upstream:
+      address: 127.0.0.1:1433
+      encryption: %s
+`
+	site := func(extra string) string {
+		return "http:\n  listen: \"127.0.0.1:0\"\n  redirect_listen: \"\"\n  sites:\n    - hosts: [app.test]\n      upstreams: [http://127.0.0.1:8080]\n      " + extra + "\n"
+	}
+	tests := []struct {
+		name, yaml string
+		env        [2]string
+		key, want  string
+	}{
+		{name: "log.level", yaml: minimalSite + "log:\n  level: verbose\n", key: "log.level", want: "debug | info | warn | error"},
+		{name: "log.format", yaml: minimalSite + "log:\n  format: text\n", key: "log.format", want: "json | console"},
+		{name: "tls.issuer", yaml: minimalSite + "tls:\n  issuer: letsencrypt\n", key: "tls.issuer", want: "internal | acme | none"},
+		{name: "tls.min_version", yaml: minimalSite + "tls:\n  min_version: \"1.1\"\n", key: "tls.min_version", want: "1.2 | 1.3"},
+		{name: "client_encryption", yaml: minimalSite + fmt.Sprintf(sqlEntry, "optional", "required"),
+			key: "sql[0].client_encryption", want: "required | strict | allow_plaintext_loopback"},
+		{name: "upstream.encryption", yaml: minimalSite + fmt.Sprintf(sqlEntry, "required", "off"),
+			key: "sql[0].upstream.encryption", want: "required | strict | disabled_loopback"},
+		{name: "load_balancing", yaml: site("load_balancing: random"), key: "http.sites[0].load_balancing", want: "round_robin | least_conn"},
+		{name: "client_auth.mode", yaml: site("client_auth: {mode: request}"), key: "http.sites[0].client_auth.mode", want: "none | optional | required"},
+		{name: "cookie_same_site", yaml: site("cookie_same_site: Lax"), key: "http.sites[0].cookie_same_site", want: "lax | strict | none"},
+		{name: "from the environment", yaml: minimalSite, env: [2]string{"GATEWAY_TLS_ISSUER", "ACME"}, key: "tls.issuer", want: "internal | acme | none"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.env[0] != "" {
+				t.Setenv(tc.env[0], tc.env[1])
+			}
+			_, err := Load(Options{File: writeConfig(t, tc.yaml)})
+			var ve *ValidationError
+			if !errors.As(err, &ve) {
+				t.Fatalf("err = %v, want *ValidationError", err)
+			}
+			n := 0
+			for _, p := range ve.Problems {
+				if p.Key == tc.key {
+					n++
+					if !strings.Contains(p.Message, "is not one of "+tc.want) {
+						t.Errorf("%s: %q does not list %q", p.Key, p.Message, tc.want)
+					}
+				}
+			}
+			if n != 1 {
+				t.Errorf("%s reported %d times, want once: %v", tc.key, n, ve.Problems)
+			}
+		})
 	}
 }

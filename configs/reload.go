@@ -57,4 +57,4 @@ func CheckReload(running, next *Config) error {
 	return &ValidationError{Problems: slices.Clip(ps)}
 }
 
-func quote(s string) string { return fmt.Sprintf("%q", s) }
+func quote[T ~string](s T) string { return fmt.Sprintf("%q", string(s)) }

@@ -64,7 +64,7 @@ func (c *Config) validate(requireServe bool) error {
 	c.TLS.validate(&ps)
 	c.HTTP.validate(&ps, requireServe)
 	validateSQL(c.SQL, &ps)
-	if c.TLS.MinVersion == "1.3" {
+	if c.TLS.MinVersion == TLS13 {
 		for i, l := range c.SQL {
 			if l.ClientEncryption != ClientEncryptionStrict {
 				ps.add(fmt.Sprintf("sql[%d].client_encryption", i),
@@ -79,8 +79,8 @@ func (c *Config) validate(requireServe bool) error {
 }
 
 func (c *Config) validateGeneral(ps *problems) {
-	oneOf(ps, "log.level", c.Log.Level, "debug", "info", "warn", "error")
-	oneOf(ps, "log.format", c.Log.Format, "json", "console")
+	checkEnum(ps, "log.level", c.Log.Level, logLevels)
+	checkEnum(ps, "log.format", c.Log.Format, logFormats)
 	if c.Admin.Listen != "" {
 		checkListen(ps, "admin.listen", c.Admin.Listen)
 	}
@@ -93,8 +93,8 @@ func (c *Config) validateGeneral(ps *problems) {
 }
 
 func (t *TLS) validate(ps *problems) {
-	oneOf(ps, "tls.issuer", t.Issuer, IssuerInternal, IssuerACME, IssuerNone)
-	oneOf(ps, "tls.min_version", t.MinVersion, "1.2", "1.3")
+	checkEnum(ps, "tls.issuer", t.Issuer, issuers)
+	checkEnum(ps, "tls.min_version", t.MinVersion, tlsVersions)
 	if t.Issuer == IssuerInternal {
 		if strings.TrimSpace(t.Internal.CAName) == "" {
 			ps.add("tls.internal.ca_name", "must not be empty")
@@ -234,8 +234,7 @@ func validateSQL(list []SQLListener, ps *problems) {
 		} else if msg := checkHostName(l.Hostname, false); msg != "" {
 			ps.add(key+".hostname", "%s", msg)
 		}
-		oneOf(ps, key+".client_encryption", l.ClientEncryption,
-			ClientEncryptionRequired, ClientEncryptionStrict, ClientEncryptionAllowPlaintextLoopback)
+		checkEnum(ps, key+".client_encryption", l.ClientEncryption, clientEncryptions)
 		if l.MaxConnections < 0 || l.MaxConnections > maxSQLMaxConnections {
 			ps.add(key+".max_connections", "%d: use 1-%d (default %d)", l.MaxConnections, maxSQLMaxConnections, DefaultSQLMaxConnections)
 		}
@@ -256,8 +255,7 @@ func (u *SQLUpstream) validate(ps *problems, key string) {
 	} else {
 		host = h
 	}
-	oneOf(ps, key+".encryption", u.Encryption,
-		UpstreamEncryptionRequired, UpstreamEncryptionStrict, UpstreamEncryptionDisabledLoopback)
+	checkEnum(ps, key+".encryption", u.Encryption, upstreamEncryptions)
 	if u.Encryption == UpstreamEncryptionDisabledLoopback && host != "" && !IsLoopbackHost(host) {
 		ps.add(key+".encryption", "disabled_loopback is only allowed for 127.0.0.0/8, ::1 or localhost, not %q; use required", host)
 	}
@@ -310,15 +308,6 @@ func hostOf(addr string) string {
 		return addr
 	}
 	return h
-}
-
-func oneOf(ps *problems, key, val string, allowed ...string) {
-	for _, a := range allowed {
-		if val == a {
-			return
-		}
-	}
-	ps.add(key, "%q is not one of %s", val, strings.Join(allowed, " | "))
 }
 
 func validPort(p string) bool {

@@ -34,14 +34,9 @@ func (s *Site) validateExtras(ps *problems, key string) {
 			ps.add(key+".internal_names["+strconv.Itoa(j)+"]", "%s", msg)
 		}
 	}
-	switch s.CookieSameSite {
-	case "", "lax", "strict":
-	case "none":
-		if !s.CookieSecure {
-			ps.add(key+".cookie_same_site", "none needs cookie_secure: true (browsers drop SameSite=None cookies without Secure)")
-		}
-	default:
-		ps.add(key+".cookie_same_site", "is %q; use \"\" (leave as the application sets it) | lax | strict | none", s.CookieSameSite)
+	checkEnum(ps, key+".cookie_same_site", s.CookieSameSite, sameSites)
+	if s.CookieSameSite == SameSiteNone && !s.CookieSecure {
+		ps.add(key+".cookie_same_site", "none needs cookie_secure: true (browsers drop SameSite=None cookies without Secure)")
 	}
 	for name, value := range s.RequestHeaders {
 		hk := key + ".request_headers." + name
@@ -58,11 +53,7 @@ func (s *Site) validateExtras(ps *problems, key string) {
 	if s.MaxRequestBody < 0 {
 		ps.add(key+".max_request_body", "must not be negative; 0 means no limit")
 	}
-	switch s.LoadBalancing {
-	case "", LoadBalancingRoundRobin, LoadBalancingLeastConn:
-	default:
-		ps.add(key+".load_balancing", "is %q; use round_robin | least_conn", s.LoadBalancing)
-	}
+	checkEnum(ps, key+".load_balancing", s.LoadBalancing, loadBalancings)
 	if c := s.Sticky.Cookie; c != "" && !validToken(c) {
 		ps.add(key+".sticky.cookie", "%q is not a valid cookie name (letters, digits and !#$%%&'*+-.^_`|~)", c)
 	}
@@ -112,6 +103,7 @@ func (u *SiteUpstreamTLS) validate(ps *problems, key string) {
 }
 
 func (c *ClientAuth) validate(ps *problems, key string) {
+	checkEnum(ps, key+".mode", c.Mode, clientAuthModes)
 	switch c.Mode {
 	case "", ClientAuthNone:
 		if c.CAFile != "" {
@@ -123,8 +115,6 @@ func (c *ClientAuth) validate(ps *problems, key string) {
 		} else {
 			checkFile(ps, key+".ca_file", c.CAFile)
 		}
-	default:
-		ps.add(key+".mode", "is %q; use none | optional | required", c.Mode)
 	}
 }
 

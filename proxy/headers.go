@@ -38,6 +38,14 @@ type origin struct {
 	prefix string // path prefix of an upstream URL, dropped from rewritten URLs
 }
 
+// sameSiteAttr spells each cookie_same_site value as the attribute; ""
+// leaves cookies as the application sets them.
+var sameSiteAttr = map[configs.SameSite]string{
+	configs.SameSiteLax:    "Lax",
+	configs.SameSiteStrict: "Strict",
+	configs.SameSiteNone:   "None",
+}
+
 func newResponseRewriter(cfg configs.Site, ups []*upstream) (responseRewriter, error) {
 	rw := responseRewriter{
 		location:       cfg.RewriteLocation,
@@ -45,17 +53,10 @@ func newResponseRewriter(cfg configs.Site, ups []*upstream) (responseRewriter, e
 		cookieHTTPOnly: cfg.CookieHTTPOnly,
 		csp:            cfg.UpgradeInsecureRequests,
 	}
-	switch strings.ToLower(cfg.CookieSameSite) {
-	case "":
-	case "lax":
-		rw.sameSite = "Lax"
-	case "strict":
-		rw.sameSite = "Strict"
-	case "none":
-		rw.sameSite = "None"
-	default:
+	if !cfg.CookieSameSite.Valid() {
 		return rw, fmt.Errorf("cookie_same_site: unknown value %q", cfg.CookieSameSite)
 	}
+	rw.sameSite = sameSiteAttr[cfg.CookieSameSite]
 	for _, u := range ups {
 		rw.origins = append(rw.origins, origin{
 			scheme: u.url.Scheme,

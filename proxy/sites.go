@@ -119,9 +119,7 @@ func newSite(i int, cfg configs.Site) (*site, error) {
 	if cfg.HSTSMaxAge > 0 {
 		s.hsts = "max-age=" + strconv.FormatInt(int64(cfg.HSTSMaxAge/time.Second), 10)
 	}
-	switch cfg.LoadBalancing {
-	case "", configs.LoadBalancingRoundRobin, configs.LoadBalancingLeastConn:
-	default:
+	if !cfg.LoadBalancing.Valid() {
 		return nil, fmt.Errorf("%s.load_balancing: unknown policy %q", key, cfg.LoadBalancing)
 	}
 	for j, raw := range cfg.Upstreams {

@@ -91,7 +91,7 @@ func (s *session) logLogin() {
 	}
 	f = append(f,
 		zap.String("upstream", up.Address),
-		zap.String("upstream_encryption", up.Encryption),
+		zap.String("upstream_encryption", string(up.Encryption)),
 		zap.String("upstream_verify", s.l.verifyMode),
 	)
 	f = appendTLS(f, "upstream", a.upstreamTLS)

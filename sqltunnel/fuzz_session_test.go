@@ -93,7 +93,7 @@ func newSessionFuzzHarness(f *testing.F) *sessionFuzzHarness {
 	serverTLS := func(p ...string) *tls.Config {
 		return &tls.Config{Certificates: []tls.Certificate{gwCert}, MinVersion: tls.VersionTLS12, NextProtos: p}
 	}
-	for i, policy := range []string{configs.ClientEncryptionRequired, configs.ClientEncryptionStrict, configs.ClientEncryptionAllowPlaintextLoopback} {
+	for i, policy := range []configs.ClientEncryption{configs.ClientEncryptionRequired, configs.ClientEncryptionStrict, configs.ClientEncryptionAllowPlaintextLoopback} {
 		cfg := listenerConfig("127.0.0.1:1433", "")
 		cfg.ClientEncryption = policy
 		cfg.Upstream.ServerName = fuzzUpstreamName

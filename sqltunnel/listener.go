@@ -135,25 +135,20 @@ func checkConfig(cfg configs.SQLListener) error {
 	bad := func(key, format string, args ...any) error {
 		return fmt.Errorf("sqltunnel: listener %s: %s: %s", cfg.Name, key, fmt.Sprintf(format, args...))
 	}
-	switch cfg.ClientEncryption {
-	case configs.ClientEncryptionRequired, configs.ClientEncryptionStrict, configs.ClientEncryptionAllowPlaintextLoopback:
-	default:
+	if !cfg.ClientEncryption.Valid() {
 		return bad("client_encryption", "%q is not required, strict or allow_plaintext_loopback", cfg.ClientEncryption)
 	}
 	host, _, err := net.SplitHostPort(cfg.Upstream.Address)
 	if err != nil {
 		return bad("upstream.address", "%q: %v", cfg.Upstream.Address, err)
 	}
-	switch cfg.Upstream.Encryption {
-	case configs.UpstreamEncryptionRequired, configs.UpstreamEncryptionStrict:
-	case configs.UpstreamEncryptionDisabledLoopback:
-		// Defence in depth: a plain upstream leg is only acceptable when it
-		// never leaves the host. The dialed address is checked again.
-		if !configs.IsLoopbackHost(host) {
-			return bad("upstream.encryption", "disabled_loopback is only allowed for a loopback upstream, not %q", host)
-		}
-	default:
+	if !cfg.Upstream.Encryption.Valid() {
 		return bad("upstream.encryption", "%q is not required, strict or disabled_loopback", cfg.Upstream.Encryption)
+	}
+	// Defence in depth: a plain upstream leg is only acceptable when it
+	// never leaves the host. The dialed address is checked again.
+	if cfg.Upstream.Encryption == configs.UpstreamEncryptionDisabledLoopback && !configs.IsLoopbackHost(host) {
+		return bad("upstream.encryption", "disabled_loopback is only allowed for a loopback upstream, not %q", host)
 	}
 	return nil
 }
@@ -251,9 +246,9 @@ func (l *Listener) Serve(ctx context.Context) error {
 
 	l.log.Info("sql listener ready",
 		zap.Stringer("addr", ln.Addr()),
-		zap.String("client_encryption", l.cfg.ClientEncryption),
+		zap.String("client_encryption", string(l.cfg.ClientEncryption)),
 		zap.String("upstream", l.cfg.Upstream.Address),
-		zap.String("upstream_encryption", l.cfg.Upstream.Encryption),
+		zap.String("upstream_encryption", string(l.cfg.Upstream.Encryption)),
 		zap.String("upstream_verify", l.verifyMode))
 
 	var err error

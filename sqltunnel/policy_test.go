@@ -78,8 +78,8 @@ func TestNotSupClientWithoutTrustCannotLogIn(t *testing.T) {
 // REQ, and sends LOGIN7 in clear text is disconnected, the refusal is
 // logged with its address, and nothing is forwarded.
 func TestRawNotSupClientSendsLoginInClear(t *testing.T) {
-	for _, policy := range []string{configs.ClientEncryptionRequired, configs.ClientEncryptionStrict} {
-		t.Run(policy, func(t *testing.T) {
+	for _, policy := range []configs.ClientEncryption{configs.ClientEncryptionRequired, configs.ClientEncryptionStrict} {
+		t.Run(string(policy), func(t *testing.T) {
 			srv, caFile := upstreamDouble(t, tdstest.Config{})
 			cfg := listenerConfig(srv.Addr(), caFile)
 			cfg.ClientEncryption = policy

@@ -23,7 +23,7 @@ func TestDecide(t *testing.T) {
 		plain  = configs.ClientEncryptionAllowPlaintextLoopback
 	)
 	tests := []struct {
-		policy string
+		policy configs.ClientEncryption
 		client *tds.Encryption
 		from   net.Addr
 		answer tds.Encryption

@@ -28,7 +28,7 @@ import (
 type upstream struct {
 	s        *session
 	addr     string
-	mode     string    // configs.UpstreamEncryption*
+	mode     configs.UpstreamEncryption
 	deadline time.Time // bound of dial + PRELOGIN + TLS (DialTimeout)
 
 	raw      net.Conn // the TCP connection

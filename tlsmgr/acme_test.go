@@ -150,7 +150,7 @@ func TestACMEPebble(t *testing.T) {
 				t.Errorf("served names %v", got)
 			}
 			info := m.Certificates()
-			if len(info) != 1 || info[0].Issuer != configs.IssuerACME || info[0].Source != p.dir {
+			if len(info) != 1 || info[0].Issuer != string(configs.IssuerACME) || info[0].Source != p.dir {
 				t.Errorf("Certificates() = %+v", info)
 			}
 		})

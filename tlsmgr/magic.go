@@ -162,7 +162,7 @@ func (m *Manager) onEvent(_ context.Context, event string, data map[string]any) 
 		} else {
 			m.log.Info("certificate obtained", fields...)
 		}
-		m.record(normalizeName(identifier), m.cfg.Issuer, op, nil)
+		m.record(normalizeName(identifier), string(m.cfg.Issuer), op, nil)
 	case "cert_failed":
 		err, _ := data["error"].(error)
 		fields := []zap.Field{zap.String("name", identifier), zap.Error(err)}
@@ -177,7 +177,7 @@ func (m *Manager) onEvent(_ context.Context, event string, data map[string]any) 
 		if err == nil {
 			err = errors.New("failed") // certmagic always sets it; keep the event a failure regardless
 		}
-		m.record(normalizeName(identifier), m.cfg.Issuer, op, err)
+		m.record(normalizeName(identifier), string(m.cfg.Issuer), op, err)
 	case "cert_ocsp_revoked":
 		subjects, _ := data["subjects"].([]string)
 		m.log.Error("certificate revoked; replacing it", zap.Strings("names", subjects))

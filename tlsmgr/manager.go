@@ -253,7 +253,7 @@ func (m *Manager) logSource(name string) {
 	}
 	for _, c := range m.cache.AllMatchingCertificates(name) {
 		if c.Leaf != nil {
-			m.log.Info("serving certificate", zap.String("name", name), zap.String("issuer", m.cfg.Issuer),
+			m.log.Info("serving certificate", zap.String("name", name), zap.String("issuer", string(m.cfg.Issuer)),
 				zap.String("source", issuerSource(m.cfg)), zap.Time("not_after", c.Leaf.NotAfter))
 			return
 		}
@@ -290,7 +290,7 @@ func (m *Manager) Certificates() []CertInfo {
 				continue
 			}
 			seen[c.Hash()] = true
-			info := certInfo(c.Leaf, c.Names, m.cfg.Issuer, source)
+			info := certInfo(c.Leaf, c.Names, string(m.cfg.Issuer), source)
 			info.LastRenewal = m.lastEvent(n)
 			out = append(out, info)
 		}

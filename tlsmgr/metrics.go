@@ -110,7 +110,7 @@ func (m *Manager) served() []servedCert {
 			continue
 		}
 		if leaf := m.managedLeaf(n); leaf != nil {
-			out = append(out, servedCert{n, m.cfg.Issuer, leaf.NotAfter})
+			out = append(out, servedCert{n, string(m.cfg.Issuer), leaf.NotAfter})
 		}
 	}
 	return out

@@ -127,7 +127,7 @@ func TestOperatorPreferredOverIssuer(t *testing.T) {
 	for _, c := range m.Certificates() {
 		issuers[c.Names[0]] = c.Issuer
 	}
-	if issuers["op.test"] != IssuerOperator || issuers["int.test"] != configs.IssuerInternal {
+	if issuers["op.test"] != IssuerOperator || issuers["int.test"] != string(configs.IssuerInternal) {
 		t.Errorf("Certificates() issuers = %v", issuers)
 	}
 }

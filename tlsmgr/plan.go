@@ -97,7 +97,7 @@ func PlanSourcesIn(cfg configs.TLS, storageDir string, names []string) ([]NameSo
 		}
 		switch cfg.Issuer {
 		case configs.IssuerInternal, configs.IssuerACME:
-			ns := NameSource{Name: n, Issuer: cfg.Issuer, Source: issuerSource(cfg)}
+			ns := NameSource{Name: n, Issuer: string(cfg.Issuer), Source: issuerSource(cfg)}
 			if storageDir != "" {
 				if leaf := storedLeaf(cfg, storageDir, n); leaf != nil {
 					ns.NotAfter = leaf.NotAfter

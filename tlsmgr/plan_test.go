@@ -29,10 +29,10 @@ func TestPlanSources(t *testing.T) {
 	}{
 		{"internal with an operator certificate",
 			withCerts(internalConfig(), good), []string{"op.test", "a.wild.test", "app.test"},
-			map[string]string{"op.test": IssuerOperator, "a.wild.test": IssuerOperator, "app.test": configs.IssuerInternal}, nil},
+			map[string]string{"op.test": IssuerOperator, "a.wild.test": IssuerOperator, "app.test": string(configs.IssuerInternal)}, nil},
 		{"acme",
 			acme, []string{"app.test"},
-			map[string]string{"app.test": configs.IssuerACME}, nil},
+			map[string]string{"app.test": string(configs.IssuerACME)}, nil},
 		{"none covers everything",
 			noneConfig(good), []string{"op.test"},
 			map[string]string{"op.test": IssuerOperator}, nil},
@@ -90,7 +90,7 @@ func TestPlanSourcesText(t *testing.T) {
 	}
 	want := []NameSource{
 		{"op.test", IssuerOperator, "operator certificate " + f.CertFile + " (expires " + l.cert.NotAfter.UTC().Format(time.DateOnly) + ")", l.cert.NotAfter},
-		{"app.test", configs.IssuerInternal, `internal CA "Test Gateway CA"`, time.Time{}},
+		{"app.test", string(configs.IssuerInternal), `internal CA "Test Gateway CA"`, time.Time{}},
 	}
 	if !slices.Equal(got, want) {
 		t.Errorf("PlanSources = %+v\nwant %+v", got, want)

@@ -60,7 +60,7 @@ func TestReconfigure(t *testing.T) {
 		if c.Issuer == IssuerOperator && (c.LastRenewal == nil || c.LastRenewal.Operation != OperationReload || c.LastRenewal.Result != ResultSuccess) {
 			t.Errorf("operator certificate last_renewal %+v, want a successful reload", c.LastRenewal)
 		}
-		if c.Issuer == configs.IssuerInternal && (c.LastRenewal == nil || c.LastRenewal.Operation != OperationObtain) {
+		if c.Issuer == string(configs.IssuerInternal) && (c.LastRenewal == nil || c.LastRenewal.Operation != OperationObtain) {
 			t.Errorf("%v: last_renewal %+v, want the obtain", c.Names, c.LastRenewal)
 		}
 	}
@@ -77,7 +77,7 @@ func TestReconfigure(t *testing.T) {
 	if !slices.Equal(names, []string{"a.test", "c.test", "op.test"}) {
 		t.Errorf("names after a refused Reconfigure = %v, want them unchanged", names)
 	}
-	if got := testutil.ToFloat64(mt.operations.WithLabelValues(configs.IssuerInternal, OperationObtain, ResultSuccess)); got != 3 {
+	if got := testutil.ToFloat64(mt.operations.WithLabelValues(string(configs.IssuerInternal), OperationObtain, ResultSuccess)); got != 3 {
 		t.Errorf("obtain successes = %v, want 3 (a, b, c)", got)
 	}
 }
@@ -119,7 +119,7 @@ func TestMetricsCollect(t *testing.T) {
 			if labels["name"] == "op.test" && (labels["issuer"] != IssuerOperator || s.Gauge.GetValue() != float64(notAfter.Unix())) {
 				t.Errorf("op.test: %v = %v, want operator %d", labels, s.Gauge.GetValue(), notAfter.Unix())
 			}
-			if labels["name"] == "int.test" && labels["issuer"] != configs.IssuerInternal {
+			if labels["name"] == "int.test" && labels["issuer"] != string(configs.IssuerInternal) {
 				t.Errorf("int.test: %v", labels)
 			}
 		}

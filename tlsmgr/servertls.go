@@ -70,7 +70,7 @@ func (m *Manager) serverTLSConfig(getCert func(*tls.ClientHelloInfo) (*tls.Certi
 		NextProtos:       protos,
 		GetCertificate:   getCert,
 	}
-	if m.cfg.MinVersion == "1.3" {
+	if m.cfg.MinVersion == configs.TLS13 {
 		cfg.MinVersion = tls.VersionTLS13
 	}
 	return cfg

@@ -5,6 +5,8 @@ import (
 	"crypto/tls"
 	"slices"
 	"testing"
+
+	"github.com/gateway-project/gateway/configs"
 )
 
 func TestServerTLSPolicy(t *testing.T) {
@@ -13,7 +15,7 @@ func TestServerTLSPolicy(t *testing.T) {
 	storage := t.TempDir()
 	for _, minVersion := range []string{"1.2", "1.3"} {
 		cfg := internalConfig()
-		cfg.MinVersion = minVersion
+		cfg.MinVersion = configs.TLSVersion(minVersion)
 		m := newManager(t, cfg, storage)
 		if err := m.Manage(context.Background(), []string{"app.test"}); err != nil {
 			t.Fatal(err)

@@ -130,14 +130,14 @@ func describeSite(s configs.Site) string {
 	add(s.RewriteLocation, "rewrite_location")
 	add(s.CookieSecure, "cookie_secure")
 	add(s.CookieHTTPOnly, "cookie_http_only")
-	add(s.CookieSameSite != "", "cookie_same_site "+s.CookieSameSite)
+	add(s.CookieSameSite != "", "cookie_same_site "+string(s.CookieSameSite))
 	add(s.UpgradeInsecureRequests, "upgrade_insecure_requests")
 	add(s.MaxRequestBody > 0, fmt.Sprintf("max_request_body %d", s.MaxRequestBody))
 	lb := s.LoadBalancing
 	if lb == "" {
 		lb = configs.LoadBalancingRoundRobin
 	}
-	on = append(on, "load_balancing "+lb)
+	on = append(on, "load_balancing "+string(lb))
 	add(s.Sticky.Cookie != "", "sticky cookie "+s.Sticky.Cookie)
 	add(s.HealthCheck.Path != "", fmt.Sprintf("health_check %s every %s", s.HealthCheck.Path, s.HealthCheck.Interval))
 	u := s.UpstreamTLS
@@ -150,6 +150,6 @@ func describeSite(s configs.Site) string {
 		on = append(on, "upstream_tls verified against "+u.CAFile)
 	}
 	add(u.SNIFromHost, "upstream_tls sni_from_host")
-	add(s.ClientAuth.Mode != "" && s.ClientAuth.Mode != configs.ClientAuthNone, "client_auth "+s.ClientAuth.Mode)
+	add(s.ClientAuth.Mode != "" && s.ClientAuth.Mode != configs.ClientAuthNone, "client_auth "+string(s.ClientAuth.Mode))
 	return strings.Join(on, ", ")
 }

@@ -67,7 +67,7 @@ func runDemo(cmd *cobra.Command, _ []string) error {
 	// A stale demo.json would tell a waiting script the demo is ready.
 	_ = os.Remove(filepath.Join(dir, "demo.json"))
 
-	logger, err := newLogger(configs.Log{Level: level, Format: "console"}, cmd.ErrOrStderr())
+	logger, err := newLogger(configs.Log{Level: configs.LogLevel(level), Format: configs.LogConsole}, cmd.ErrOrStderr())
 	if err != nil {
 		return usageError{fmt.Errorf("--log-level: %w", err)}
 	}
@@ -90,7 +90,7 @@ func runDemo(cmd *cobra.Command, _ []string) error {
 	}
 	cfg.Storage = filepath.Join(dir, "storage")
 	cfg.Admin.Listen = ""
-	cfg.Log = configs.Log{Level: level, Format: "console"}
+	cfg.Log = configs.Log{Level: configs.LogLevel(level), Format: configs.LogConsole}
 	cfg.DrainTimeout = 5 * time.Second
 	cfg.HTTP.Listen = httpsAddr
 	cfg.HTTP.RedirectListen = "127.0.0.1:0"

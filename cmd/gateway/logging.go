@@ -39,7 +39,7 @@ func newLevelLogger(cfg configs.Log, w io.Writer) (*zap.Logger, zap.AtomicLevel,
 
 // newBatchingLogger is newLevelLogger with the access lines' flush interval.
 func newBatchingLogger(cfg configs.Log, w io.Writer, interval time.Duration) (*zap.Logger, zap.AtomicLevel, error) {
-	lvl, err := zapcore.ParseLevel(cfg.Level)
+	lvl, err := zapcore.ParseLevel(string(cfg.Level))
 	if err != nil {
 		return nil, zap.AtomicLevel{}, err
 	}
@@ -48,7 +48,7 @@ func newBatchingLogger(cfg configs.Log, w io.Writer, interval time.Duration) (*z
 	encCfg.TimeKey = "ts"
 	encCfg.EncodeTime = zapcore.ISO8601TimeEncoder
 	var enc zapcore.Encoder
-	if cfg.Format == "console" {
+	if cfg.Format == configs.LogConsole {
 		encCfg.EncodeLevel = zapcore.CapitalLevelEncoder
 		enc = zapcore.NewConsoleEncoder(encCfg)
 	} else {

@@ -250,9 +250,9 @@ func (g *runningGateway) applyReload() ([]zap.Field, error) {
 func (g *runningGateway) commit(next configs.Config, st *staged, certSum tlsmgr.ReconfigureSummary) []zap.Field {
 	var fields []zap.Field
 	if g.opts.level != nil {
-		if lvl, err := zapcore.ParseLevel(next.Log.Level); err == nil && lvl != g.opts.level.Level() {
+		if lvl, err := zapcore.ParseLevel(string(next.Log.Level)); err == nil && lvl != g.opts.level.Level() {
 			g.opts.level.SetLevel(lvl)
-			fields = append(fields, zap.String("log_level", next.Log.Level))
+			fields = append(fields, zap.String("log_level", string(next.Log.Level)))
 		}
 	}
 

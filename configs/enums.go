@@ -1,0 +1,147 @@
+package configs
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+)
+
+// The enumerated settings. Each type accepts exactly its constants when a
+// configuration is decoded (UnmarshalText), so a misspelt value is an error
+// that names its key (`sql[0].client_encryption: "optional" is not one of
+// required | strict | allow_plaintext_loopback`) instead of a silent
+// default, and the packages that act on a setting switch on typed
+// constants. Validate checks them again, for configurations built in code.
+
+// LogLevel is log.level.
+type LogLevel string
+
+// LogFormat is log.format.
+type LogFormat string
+
+// Issuer is tls.issuer: where certificates for the managed names come from.
+type Issuer string
+
+// TLSVersion is tls.min_version.
+type TLSVersion string
+
+// ClientEncryption is sql[].client_encryption: the policy for SQL clients.
+type ClientEncryption string
+
+// UpstreamEncryption is sql[].upstream.encryption: how the gateway talks to
+// SQL Server.
+type UpstreamEncryption string
+
+// LoadBalancing is http.sites[].load_balancing ("" means round_robin).
+type LoadBalancing string
+
+// ClientAuthMode is http.sites[].client_auth.mode ("" means none).
+type ClientAuthMode string
+
+// SameSite is http.sites[].cookie_same_site ("" leaves cookies as the
+// application sets them).
+type SameSite string
+
+// Values of the enumerated settings.
+const (
+	LogDebug LogLevel = "debug"
+	LogInfo  LogLevel = "info"
+	LogWarn  LogLevel = "warn"
+	LogError LogLevel = "error"
+
+	LogJSON    LogFormat = "json"
+	LogConsole LogFormat = "console"
+
+	IssuerInternal Issuer = "internal"
+	IssuerACME     Issuer = "acme"
+	IssuerNone     Issuer = "none" // only tls.certificates
+
+	TLS12 TLSVersion = "1.2"
+	TLS13 TLSVersion = "1.3"
+
+	ClientEncryptionRequired               ClientEncryption = "required"
+	ClientEncryptionStrict                 ClientEncryption = "strict"
+	ClientEncryptionAllowPlaintextLoopback ClientEncryption = "allow_plaintext_loopback"
+
+	UpstreamEncryptionRequired         UpstreamEncryption = "required"
+	UpstreamEncryptionStrict           UpstreamEncryption = "strict"
+	UpstreamEncryptionDisabledLoopback UpstreamEncryption = "disabled_loopback"
+
+	LoadBalancingRoundRobin LoadBalancing = "round_robin"
+	LoadBalancingLeastConn  LoadBalancing = "least_conn"
+
+	ClientAuthNone     ClientAuthMode = "none"
+	ClientAuthOptional ClientAuthMode = "optional"
+	ClientAuthRequired ClientAuthMode = "required"
+
+	SameSiteLax    SameSite = "lax"
+	SameSiteStrict SameSite = "strict"
+	SameSiteNone   SameSite = "none"
+)
+
+// The values each type accepts; "" where it means the default.
+var (
+	logLevels           = []LogLevel{LogDebug, LogInfo, LogWarn, LogError}
+	logFormats          = []LogFormat{LogJSON, LogConsole}
+	issuers             = []Issuer{IssuerInternal, IssuerACME, IssuerNone}
+	tlsVersions         = []TLSVersion{TLS12, TLS13}
+	clientEncryptions   = []ClientEncryption{ClientEncryptionRequired, ClientEncryptionStrict, ClientEncryptionAllowPlaintextLoopback}
+	upstreamEncryptions = []UpstreamEncryption{UpstreamEncryptionRequired, UpstreamEncryptionStrict, UpstreamEncryptionDisabledLoopback}
+	loadBalancings      = []LoadBalancing{"", LoadBalancingRoundRobin, LoadBalancingLeastConn}
+	clientAuthModes     = []ClientAuthMode{"", ClientAuthNone, ClientAuthOptional, ClientAuthRequired}
+	sameSites           = []SameSite{"", SameSiteLax, SameSiteStrict, SameSiteNone}
+)
+
+// Valid reports whether v is one of the accepted values.
+func (v LogLevel) Valid() bool           { return slices.Contains(logLevels, v) }
+func (v LogFormat) Valid() bool          { return slices.Contains(logFormats, v) }
+func (v Issuer) Valid() bool             { return slices.Contains(issuers, v) }
+func (v TLSVersion) Valid() bool         { return slices.Contains(tlsVersions, v) }
+func (v ClientEncryption) Valid() bool   { return slices.Contains(clientEncryptions, v) }
+func (v UpstreamEncryption) Valid() bool { return slices.Contains(upstreamEncryptions, v) }
+func (v LoadBalancing) Valid() bool      { return slices.Contains(loadBalancings, v) }
+func (v ClientAuthMode) Valid() bool     { return slices.Contains(clientAuthModes, v) }
+func (v SameSite) Valid() bool           { return slices.Contains(sameSites, v) }
+
+// UnmarshalText accepts only the type's values; the decoder reports the
+// error under the key it was decoding.
+func (v *LogLevel) UnmarshalText(b []byte) error         { return parseEnum(v, b, logLevels) }
+func (v *LogFormat) UnmarshalText(b []byte) error        { return parseEnum(v, b, logFormats) }
+func (v *Issuer) UnmarshalText(b []byte) error           { return parseEnum(v, b, issuers) }
+func (v *TLSVersion) UnmarshalText(b []byte) error       { return parseEnum(v, b, tlsVersions) }
+func (v *ClientEncryption) UnmarshalText(b []byte) error { return parseEnum(v, b, clientEncryptions) }
+func (v *UpstreamEncryption) UnmarshalText(b []byte) error {
+	return parseEnum(v, b, upstreamEncryptions)
+}
+func (v *LoadBalancing) UnmarshalText(b []byte) error  { return parseEnum(v, b, loadBalancings) }
+func (v *ClientAuthMode) UnmarshalText(b []byte) error { return parseEnum(v, b, clientAuthModes) }
+func (v *SameSite) UnmarshalText(b []byte) error       { return parseEnum(v, b, sameSites) }
+
+func parseEnum[T ~string](v *T, b []byte, allowed []T) error {
+	if s := T(b); slices.Contains(allowed, s) {
+		*v = s
+		return nil
+	}
+	return fmt.Errorf("%q is not one of %s", b, enumList(allowed))
+}
+
+// enumList is "a | b | c"; a "" value (the default) is left out of it.
+func enumList[T ~string](allowed []T) string {
+	names := make([]string, 0, len(allowed))
+	for _, a := range allowed {
+		if a != "" {
+			names = append(names, string(a))
+		}
+	}
+	return strings.Join(names, " | ")
+}
+
+// checkEnum adds a problem under key when v is not one of its values.
+func checkEnum[T interface {
+	~string
+	Valid() bool
+}](ps *problems, key string, v T, allowed []T) {
+	if !v.Valid() {
+		ps.add(key, "%q is not one of %s", string(v), enumList(allowed))
+	}
+}
