@@ -1,6 +1,10 @@
 package configs
 
-import "time"
+import (
+	"reflect"
+	"slices"
+	"time"
+)
 
 // Config is the whole gateway configuration. The zero value is not useful;
 // obtain one from Load, which applies the defaults documented in gateway.yaml.
@@ -197,12 +201,18 @@ func (l SQLListener) MaxConns() int {
 
 // SQLUpstream is the SQL Server behind a listener and how it is verified.
 type SQLUpstream struct {
+	// Address is host:port or host\INSTANCE (see UpstreamAddress).
 	Address            string             `mapstructure:"address"`
 	Encryption         UpstreamEncryption `mapstructure:"encryption"`
 	ServerName         string             `mapstructure:"server_name"`
 	CAFile             string             `mapstructure:"ca_file"`
 	PinSHA256          string             `mapstructure:"pin_sha256"`
 	InsecureSkipVerify bool               `mapstructure:"insecure_skip_verify"`
+	// Routing says what a routing ENVCHANGE in a login reply leads to ("" means
+	// refuse); with follow, RoutingAllow lists the servers that may be routed
+	// to, as patterns for RoutingAllowed.
+	Routing      Routing  `mapstructure:"routing"`
+	RoutingAllow []string `mapstructure:"routing_allow"`
 }
 
 // UpstreamTLS is what a client-side TLS configuration needs to verify an
@@ -222,4 +232,15 @@ func (u SQLUpstream) TLS() UpstreamTLS {
 		name = hostOf(u.Address)
 	}
 	return UpstreamTLS{ServerName: name, CAFile: u.CAFile, PinSHA256: u.PinSHA256, InsecureSkipVerify: u.InsecureSkipVerify}
+}
+
+// Equal reports whether two listener configurations are the same (a nil
+// and an empty routing_allow are), so that a reload keeps a listener whose
+// entry did not change.
+func (l SQLListener) Equal(o SQLListener) bool {
+	if !slices.Equal(l.Upstream.RoutingAllow, o.Upstream.RoutingAllow) {
+		return false
+	}
+	l.Upstream.RoutingAllow, o.Upstream.RoutingAllow = nil, nil
+	return reflect.DeepEqual(l, o)
 }

@@ -32,6 +32,10 @@ type ClientEncryption string
 // SQL Server.
 type UpstreamEncryption string
 
+// Routing is sql[].upstream.routing: what the gateway does with a routing
+// ENVCHANGE (Azure SQL redirection, read-only routing).
+type Routing string
+
 // LoadBalancing is http.sites[].load_balancing ("" means round_robin).
 type LoadBalancing string
 
@@ -67,6 +71,9 @@ const (
 	UpstreamEncryptionStrict           UpstreamEncryption = "strict"
 	UpstreamEncryptionDisabledLoopback UpstreamEncryption = "disabled_loopback"
 
+	RoutingRefuse Routing = "refuse" // error 50906: the client would bypass the gateway
+	RoutingFollow Routing = "follow" // the gateway connects to the routed server itself
+
 	LoadBalancingRoundRobin LoadBalancing = "round_robin"
 	LoadBalancingLeastConn  LoadBalancing = "least_conn"
 
@@ -87,6 +94,7 @@ var (
 	tlsVersions         = []TLSVersion{TLS12, TLS13}
 	clientEncryptions   = []ClientEncryption{ClientEncryptionRequired, ClientEncryptionStrict, ClientEncryptionAllowPlaintextLoopback}
 	upstreamEncryptions = []UpstreamEncryption{UpstreamEncryptionRequired, UpstreamEncryptionStrict, UpstreamEncryptionDisabledLoopback}
+	routings            = []Routing{"", RoutingRefuse, RoutingFollow}
 	loadBalancings      = []LoadBalancing{"", LoadBalancingRoundRobin, LoadBalancingLeastConn}
 	clientAuthModes     = []ClientAuthMode{"", ClientAuthNone, ClientAuthOptional, ClientAuthRequired}
 	sameSites           = []SameSite{"", SameSiteLax, SameSiteStrict, SameSiteNone}
@@ -99,6 +107,7 @@ func (v Issuer) Valid() bool             { return slices.Contains(issuers, v) }
 func (v TLSVersion) Valid() bool         { return slices.Contains(tlsVersions, v) }
 func (v ClientEncryption) Valid() bool   { return slices.Contains(clientEncryptions, v) }
 func (v UpstreamEncryption) Valid() bool { return slices.Contains(upstreamEncryptions, v) }
+func (v Routing) Valid() bool            { return slices.Contains(routings, v) }
 func (v LoadBalancing) Valid() bool      { return slices.Contains(loadBalancings, v) }
 func (v ClientAuthMode) Valid() bool     { return slices.Contains(clientAuthModes, v) }
 func (v SameSite) Valid() bool           { return slices.Contains(sameSites, v) }

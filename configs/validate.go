@@ -245,17 +245,32 @@ func validateSQL(list []SQLListener, ps *problems) {
 func (u *SQLUpstream) validate(ps *problems, key string) {
 	host := ""
 	if u.Address == "" {
-		ps.add(key+".address", "missing; the SQL Server as host:port, e.g. 10.0.1.7:1433")
-	} else if h, port, err := net.SplitHostPort(u.Address); err != nil {
-		ps.add(key+".address", "%q: missing port; write host:port, e.g. %s:1433", u.Address, u.Address)
-	} else if h == "" {
-		ps.add(key+".address", "%q: missing host", u.Address)
-	} else if !validPort(port) {
-		ps.add(key+".address", "%q: port must be 1-65535", u.Address)
+		ps.add(key+".address", "missing; the SQL Server as host:port, e.g. 10.0.1.7:1433, or host\\INSTANCE")
+	} else if a, err := ParseUpstreamAddress(u.Address); err != nil {
+		ps.add(key+".address", "%v", err)
 	} else {
-		host = h
+		host = a.Host
 	}
 	checkEnum(ps, key+".encryption", u.Encryption, upstreamEncryptions)
+	checkEnum(ps, key+".routing", u.Routing, routings)
+	if u.Routing == RoutingFollow {
+		switch {
+		case len(u.RoutingAllow) == 0:
+			ps.add(key+".routing_allow", "is empty but routing is follow; list the servers the gateway may follow a route to, e.g. [\"*.database.windows.net\"] or [sql02.corp.local]")
+		case u.PinSHA256 != "":
+			ps.add(key+".pin_sha256", "cannot be used with routing: follow: a routed server has a certificate of its own; verify with ca_file (or the system roots) instead")
+		case u.Encryption == UpstreamEncryptionDisabledLoopback:
+			ps.add(key+".routing", "follow cannot be used with encryption: disabled_loopback: a routed server is not on loopback")
+		}
+	}
+	for i, p := range u.RoutingAllow {
+		if msg := checkHostName(p, true); msg != "" {
+			ps.add(fmt.Sprintf("%s.routing_allow[%d]", key, i), "%s", msg)
+		}
+	}
+	if len(u.RoutingAllow) > 0 && u.Routing != RoutingFollow {
+		ps.add(key+".routing_allow", "has no effect unless routing is follow")
+	}
 	if u.Encryption == UpstreamEncryptionDisabledLoopback && host != "" && !IsLoopbackHost(host) {
 		ps.add(key+".encryption", "disabled_loopback is only allowed for 127.0.0.0/8, ::1 or localhost, not %q; use required", host)
 	}
@@ -303,11 +318,10 @@ func IsLoopbackHost(host string) bool {
 }
 
 func hostOf(addr string) string {
-	h, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return addr
+	if a, err := ParseUpstreamAddress(addr); err == nil {
+		return a.Host
 	}
-	return h
+	return addr
 }
 
 func validPort(p string) bool {

@@ -130,6 +130,19 @@ func TestValidateMessages(t *testing.T) {
 		}, "sql[0].upstream.insecure_skip_verify", "contradicts"},
 		{"tls13 with tds7", func(c *Config) { c.TLS.MinVersion = "1.3" }, "sql[0].client_encryption", "TLS 1.2 at most"},
 		{"server name", func(c *Config) { c.SQL[0].Upstream.ServerName = "bad name" }, "sql[0].upstream.server_name", "not a valid host name"},
+		{"bad instance address", func(c *Config) { c.SQL[0].Upstream.Address = `sql01\9X` }, "sql[0].upstream.address", "not an instance name"},
+		{"routing value", func(c *Config) { c.SQL[0].Upstream.Routing = "redirect" }, "sql[0].upstream.routing", "refuse | follow"},
+		{"follow without allow list", func(c *Config) { c.SQL[0].Upstream.Routing = RoutingFollow }, "sql[0].upstream.routing_allow", "is empty but routing is follow"},
+		{"follow with a pin", func(c *Config) {
+			c.SQL[0].Upstream.Routing = RoutingFollow
+			c.SQL[0].Upstream.RoutingAllow = []string{"*.corp.local"}
+			c.SQL[0].Upstream.PinSHA256 = strings.Repeat("ab", 32)
+		}, "sql[0].upstream.pin_sha256", "cannot be used with routing: follow"},
+		{"allow list pattern", func(c *Config) {
+			c.SQL[0].Upstream.Routing = RoutingFollow
+			c.SQL[0].Upstream.RoutingAllow = []string{"sql.*.local"}
+		}, "sql[0].upstream.routing_allow[0]", "wildcard"},
+		{"allow list without follow", func(c *Config) { c.SQL[0].Upstream.RoutingAllow = []string{"sql02.corp.local"} }, "sql[0].upstream.routing_allow", "no effect unless routing is follow"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -195,7 +195,7 @@ func (g *runningGateway) applyReload() ([]zap.Field, error) {
 	for i, lc := range next.SQL {
 		old := current[lc.Name]
 		delete(current, lc.Name)
-		if old != nil && old.Config() == lc {
+		if old != nil && old.Config().Equal(lc) {
 			st.sqlKept = append(st.sqlKept, old)
 			continue
 		}
