@@ -25,6 +25,11 @@ type auditRecord struct {
 	loginStart time.Time
 
 	upstreamTLS *tls.ConnectionState
+	// routedTo is the server the configured upstream routed the login to
+	// (host:port), when the gateway followed the route; routedDatabase the
+	// database the route named (enhanced routing), if any.
+	routedTo       string
+	routedDatabase string
 
 	outcome     outcome
 	reason      string
@@ -94,6 +99,12 @@ func (s *session) logLogin() {
 		zap.String("upstream_encryption", string(up.Encryption)),
 		zap.String("upstream_verify", s.l.verifyMode),
 	)
+	if a.routedTo != "" {
+		f = append(f, zap.String("routed_to", a.routedTo))
+		if a.routedDatabase != "" {
+			f = append(f, zap.String("routed_database", a.routedDatabase))
+		}
+	}
 	f = appendTLS(f, "upstream", a.upstreamTLS)
 	if a.upstreamTLS != nil {
 		f = append(f, zap.Bool("upstream_tls_resumed", a.upstreamTLS.DidResume))

@@ -42,6 +42,12 @@ const (
 	ErrorNumberRoutingRefused int32 = 50906
 	// ErrorNumberMalformedLogin: the client's LOGIN7 could not be decoded.
 	ErrorNumberMalformedLogin int32 = 50907
+	// ErrorNumberChannelBinding: the upstream refused an integrated
+	// (NTLM/Kerberos) login with error 18452, which is what SQL Server
+	// answers when its Extended Protection demands a channel binding: the
+	// client bound its authentication to the gateway's TLS certificate, and
+	// no binding can survive TLS termination.
+	ErrorNumberChannelBinding int32 = 50908
 )
 
 const (
@@ -84,8 +90,27 @@ func malformedLogin(err error) *refusal {
 
 func routingRefused(r tds.Routing) *refusal {
 	return newRefusal(outcomeRefused, ErrorNumberRoutingRefused, nil,
-		"upstream requested routing to %s; routing through the gateway is not supported",
-		net.JoinHostPort(r.Server, fmt.Sprint(r.Port)))
+		"upstream requested routing to %s, which would send the client around the gateway; set upstream.routing: follow and list the server in upstream.routing_allow to let the gateway follow it",
+		routeAddr(r))
+}
+
+// routingRefusedBecause refuses a route upstream.routing: follow does not
+// follow, saying why.
+func routingRefusedBecause(r tds.Routing, why string) *refusal {
+	return newRefusal(outcomeRefused, ErrorNumberRoutingRefused, nil,
+		"upstream requested routing to %s; not followed: %s", routeAddr(r), why)
+}
+
+// channelBindingRefused replaces SQL Server's error 18452 to an integrated
+// login, whose own text ("untrusted domain") does not say what to change.
+func channelBindingRefused(addr string, e *tds.ErrorInfo) *refusal {
+	return newRefusal(outcomeLoginFailed, ErrorNumberChannelBinding, nil,
+		"upstream %s refused the integrated (NTLM/Kerberos) login with error 18452 (%s). "+
+			"SQL Server answers this when its Extended Protection is Allowed or Required: the client bound its "+
+			"authentication to the gateway's certificate, and a channel binding cannot pass through TLS termination. "+
+			"Set Extended Protection to Off (SQL Server Configuration Manager, Protocols for the instance, Advanced), "+
+			"or use SQL logins or Entra ID, which are not affected",
+		addr, e.Message)
 }
 
 func upstreamUnreachable(addr string, err error) *refusal {

@@ -32,9 +32,10 @@ type Listener struct {
 
 	tds7TLS    *tls.Config // TLS inside PRELOGIN; tdstls limits it to TLS 1.2
 	tds8TLS    *tls.Config // TLS first, ALPN tds/8.0
-	upTLS      *tls.Config // toward the upstream; nil for disabled_loopback
-	upTLS8     *tls.Config // upTLS with ALPN tds/8.0, for a strict upstream
+	upAddr     configs.UpstreamAddress
+	upTLS      upstreamTLS // toward the upstream; zero for disabled_loopback
 	verifyMode string      // ca | pin | ca+pin | system | insecure | none
+	routes     *routeTLS   // toward servers the upstream routes to (routing: follow)
 
 	mu       sync.Mutex
 	ln       net.Listener
@@ -100,6 +101,7 @@ func New(cfg configs.SQLListener, serverTLS ServerTLS, logger *zap.Logger, opts 
 	}
 
 	u := cfg.Upstream
+	l.upAddr, _ = configs.ParseUpstreamAddress(u.Address) // checkConfig parsed it
 	l.verifyMode = verifyMode(u)
 	if u.Encryption != configs.UpstreamEncryptionDisabledLoopback {
 		up := o.upstreamTLS
@@ -110,17 +112,8 @@ func New(cfg configs.SQLListener, serverTLS ServerTLS, logger *zap.Logger, opts 
 				return nil, fmt.Errorf("sqltunnel: listener %s: upstream TLS: %w", cfg.Name, err)
 			}
 		}
-		l.upTLS = up.Clone()
-		// One TDS packet per TLS record: Go's dynamic record sizing would
-		// split packets into small records, which SQL Server mishandles
-		// (go-mssqldb issue 166).
-		l.upTLS.DynamicRecordSizingDisabled = true
-		l.upTLS8 = l.upTLS.Clone()
-		l.upTLS8.NextProtos = []string{alpnTDS8}
-		// Clones share the session cache (tlsmgr.ClientTLSConfig): the
-		// upstream handshake of a new session resumes an earlier one's
-		// when the upstream issues session tickets.
-		l.upTLS = tdstls.Limit(l.upTLS)
+		l.upTLS = newUpstreamTLS(up)
+		l.routes = &routeTLS{upstream: u, base: o.upstreamTLS, logger: logger}
 		if u.InsecureSkipVerify {
 			l.log.Warn("upstream certificate verification is disabled (insecure_skip_verify); set pin_sha256 or ca_file",
 				zap.String("upstream", u.Address))
@@ -138,10 +131,11 @@ func checkConfig(cfg configs.SQLListener) error {
 	if !cfg.ClientEncryption.Valid() {
 		return bad("client_encryption", "%q is not required, strict or allow_plaintext_loopback", cfg.ClientEncryption)
 	}
-	host, _, err := net.SplitHostPort(cfg.Upstream.Address)
+	a, err := configs.ParseUpstreamAddress(cfg.Upstream.Address)
 	if err != nil {
-		return bad("upstream.address", "%q: %v", cfg.Upstream.Address, err)
+		return bad("upstream.address", "%v", err)
 	}
+	host := a.Host
 	if !cfg.Upstream.Encryption.Valid() {
 		return bad("upstream.encryption", "%q is not required, strict or disabled_loopback", cfg.Upstream.Encryption)
 	}

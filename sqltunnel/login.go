@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/gateway-project/gateway/configs"
+
 	"go.uber.org/zap/zapcore"
 
 	"github.com/gateway-project/gateway/sqltunnel/tds"
@@ -88,20 +90,28 @@ type abandoned struct {
 
 func (a *abandoned) Error() string { return string(a.outcome) + ": " + a.reason }
 
+// errLoginUntrustedDomain is SQL Server's error 18452, "Login failed. The
+// login is from an untrusted domain and cannot be used with Integrated
+// authentication.": among other causes, a channel binding that does not
+// match (Extended Protection).
+const errLoginUntrustedDomain = 18452
+
 // loginExchange forwards the client's LOGIN7 unchanged to the upstream and
 // relays the upstream's reply, and any SSPI or FedAuth round trips, until
 // the reply is final. It writes the audit line before the final reply
 // reaches the client, and returns the reply: with a LOGINACK the login
 // succeeded and the relay follows; without, the upstream refused it. A
-// routing ENVCHANGE is refused (50906): a client that follows it connects
-// around the gateway.
+// routing ENVCHANGE is never relayed (a client that follows it connects
+// around the gateway): route says whether the gateway follows it (a
+// *routed error) or refuses it (50906).
 func (s *session) loginExchange(client leg, u *upstream, c *clientLogin) (*loginReply, error) {
-	defer c.clear()
 	ver := c.login.TDSVersion
 	_ = u.raw.SetDeadline(c.deadline)
 	uw := tds.NewWriter(u.conn) // packet size: loginPacketSize
 	err := s.forward(uw, c.msg)
-	c.clear()
+	if s.l.cfg.Upstream.Routing != configs.RoutingFollow || s.audit.routedTo != "" {
+		c.clear() // it will not be replayed to a routed server
+	}
 	if err != nil {
 		return nil, upstreamIOFailed(u.addr, "sending LOGIN7", err)
 	}
@@ -111,6 +121,7 @@ func (s *session) loginExchange(client leg, u *upstream, c *clientLogin) (*login
 	// cost a 32 KiB frame per session for its life.
 	defer uf.release()
 	var reply loginReply
+	authRounds := 0 // SSPI and FedAuth messages the client answered
 	for round := 0; ; round++ {
 		if round == maxLoginRounds {
 			return nil, upstreamProtocol(u.addr, fmt.Sprintf("did not finish the login in %d messages", maxLoginRounds), nil)
@@ -127,9 +138,13 @@ func (s *session) loginExchange(client leg, u *upstream, c *clientLogin) (*login
 			return nil, upstreamProtocol(u.addr, "sent a login reply the gateway cannot read", err)
 		}
 		if r.routing != nil {
-			return nil, routingRefused(*r.routing)
+			return nil, s.route(u, *r.routing, authRounds > 0)
 		}
 		reply.merge(r)
+		if r.final && reply.ack == nil && c.login.Auth() == tds.AuthIntegrated &&
+			reply.err != nil && reply.err.Number == errLoginUntrustedDomain {
+			return nil, channelBindingRefused(u.addr, reply.err)
+		}
 		if r.final {
 			s.audit.loginDone(&reply)
 			s.logLogin()
@@ -150,6 +165,7 @@ func (s *session) loginExchange(client leg, u *upstream, c *clientLogin) (*login
 			if err := s.forwardAuth(c.reader, uw, u.addr); err != nil {
 				return nil, err
 			}
+			authRounds++
 		}
 		// Otherwise the reply continues in another message: read it.
 	}

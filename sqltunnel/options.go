@@ -51,6 +51,8 @@ type Option func(*options)
 type options struct {
 	upstreamTLS      *tls.Config
 	dialer           Dialer
+	resolver         Resolver
+	instances        InstanceResolver
 	maxConns         int
 	handshakeTimeout time.Duration
 	loginTimeout     time.Duration
@@ -62,6 +64,7 @@ type options struct {
 func defaultOptions() options {
 	return options{
 		dialer:           &net.Dialer{},
+		resolver:         net.DefaultResolver,
 		maxConns:         DefaultMaxConns,
 		handshakeTimeout: DefaultHandshakeTimeout,
 		loginTimeout:     DefaultLoginTimeout,
@@ -98,6 +101,25 @@ func WithDialer(d Dialer) Option {
 		}
 		o.dialer = d
 	}
+}
+
+// WithResolver sets how upstream host names are resolved. A name with
+// several addresses is dialled on all of them at once. Nil (the default) is
+// net.DefaultResolver.
+func WithResolver(r Resolver) Option {
+	return func(o *options) {
+		if r == nil {
+			r = net.DefaultResolver
+		}
+		o.resolver = r
+	}
+}
+
+// WithInstanceResolver sets how the port of an upstream named instance
+// (upstream.address host\INSTANCE) is found: normally a SQL Browser
+// client. Without one, such an upstream cannot be dialled.
+func WithInstanceResolver(r InstanceResolver) Option {
+	return func(o *options) { o.instances = r }
 }
 
 // WithMaxConns caps the client connections served at once; the excess is

@@ -135,7 +135,10 @@ func (s *session) serve(ctx context.Context) {
 //     password).
 //  4. upstream: wait for the upstream's handshake and certificate check.
 //  5. login exchange: LOGIN7 forwarded unchanged, the reply and any SSPI or
-//     FedAuth round trips relayed.
+//     FedAuth round trips relayed. When the upstream routes the client
+//     elsewhere and upstream.routing is follow, the gateway connects to the
+//     routed server (phase 4 again, for that server) and replays the login
+//     there.
 //  6. relay: TDS packets both ways until either side ends.
 //
 // Until a LOGIN7 has arrived, a failure is an *ended, logged once. From
@@ -175,20 +178,29 @@ func (s *session) run(ctx context.Context) outcome {
 	}
 
 	login, err := s.readLogin7(client)
+	defer login.clear() // its password is obfuscated, not encrypted
 	if err == nil && neg.plan == planRefuseStrict {
 		err = strictRequired(s.l.cfg.Name)
 	}
 	if err != nil {
 		neg.upstream.abort()
-		login.clear()
 		return s.fail(client, err)
 	}
 	up, err := s.upstreamReady(neg.upstream)
 	if err != nil {
-		login.clear()
 		return s.fail(client, err)
 	}
 	reply, err := s.loginExchange(client, up, login)
+	var route *routed
+	if errors.As(err, &route) {
+		// upstream.routing: follow, to a server routing_allow lists: the
+		// gateway goes there itself and replays the login, so the client
+		// never learns the route.
+		if up, err = s.followRoute(ctx, up, neg.prelogin, route); err == nil {
+			reply, err = s.loginExchange(client, up, login)
+		}
+	}
+	login.clear()
 	if err != nil {
 		return s.fail(client, err)
 	}

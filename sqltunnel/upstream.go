@@ -27,8 +27,11 @@ import (
 // reads the fields only after waiting for it.
 type upstream struct {
 	s        *session
-	addr     string
+	target   configs.UpstreamAddress
+	addr     string // target as written, for messages
+	tls      upstreamTLS
 	mode     configs.UpstreamEncryption
+	routed   bool      // a server the configured upstream routed the login to
 	deadline time.Time // bound of dial + PRELOGIN + TLS (DialTimeout)
 
 	raw      net.Conn // the TCP connection
@@ -38,8 +41,16 @@ type upstream struct {
 	err      *refusal
 }
 
+// newUpstream is the configured upstream, not yet dialled.
 func (s *session) newUpstream() *upstream {
-	return &upstream{s: s, addr: s.l.cfg.Upstream.Address, mode: s.l.cfg.Upstream.Encryption}
+	return &upstream{s: s, target: s.l.upAddr, addr: s.l.cfg.Upstream.Address, tls: s.l.upTLS, mode: s.l.cfg.Upstream.Encryption}
+}
+
+// close closes the upstream's connection, if any.
+func (u *upstream) close() {
+	if u.raw != nil {
+		_ = u.raw.Close()
+	}
 }
 
 // dial connects and, for a strict upstream, runs the TLS handshake with ALPN
@@ -51,15 +62,19 @@ func (u *upstream) dial(ctx context.Context) {
 	u.deadline = deadline(time.Now(), u.s.l.opts.dialTimeout)
 	ctx, cancel := withDeadline(ctx, u.deadline)
 	defer cancel()
-	c, err := u.s.l.opts.dialer.DialContext(ctx, "tcp", u.addr)
+	c, err := u.s.l.dialUpstream(ctx, u.target)
+	// The listener's health is its configured upstream's; a server it
+	// routed to does not count.
 	if err != nil {
 		u.err = upstreamUnreachable(u.addr, err)
-		if !errors.Is(ctx.Err(), context.Canceled) { // not the client leaving
+		if !u.routed && !errors.Is(ctx.Err(), context.Canceled) { // not the client leaving
 			u.s.l.upstreamReached(false, err)
 		}
 		return
 	}
-	u.s.l.upstreamReached(true, nil)
+	if !u.routed {
+		u.s.l.upstreamReached(true, nil)
+	}
 	u.s.track(c)
 	u.raw, u.conn = c, c
 	_ = c.SetDeadline(u.deadline)
@@ -72,7 +87,7 @@ func (u *upstream) dial(ctx context.Context) {
 			u.err = upstreamNotLoopback(u.addr, c.RemoteAddr())
 		}
 	case configs.UpstreamEncryptionStrict:
-		tc := tls.Client(c, u.s.l.upTLS8)
+		tc := tls.Client(c, u.tls.tds8)
 		if err := tc.HandshakeContext(ctx); err != nil {
 			u.err = upstreamTLSFailed(u.addr, err)
 			return
@@ -174,7 +189,7 @@ func (u *upstream) secure(ctx context.Context) {
 	}
 	ctx, cancel := withDeadline(ctx, u.deadline)
 	defer cancel()
-	tc, err := tdstls.Client(ctx, u.raw, u.s.l.upTLS)
+	tc, err := tdstls.Client(ctx, u.raw, u.tls.tds7)
 	if err != nil {
 		u.err = upstreamTLSFailed(u.addr, err)
 		return
