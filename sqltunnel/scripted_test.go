@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strings"
 	"testing"
 
 	"github.com/gateway-project/gateway/sqltunnel/tds"
@@ -25,6 +26,7 @@ type scripted struct {
 	mars       bool
 	auth       tds.TokenType // 0, TokenSSPI or TokenFedAuthInfo
 	packetSize int
+	refuse     *tds.ErrorInfo // answer the login with this ERROR instead of LOGINACK
 
 	login   chan []byte      // the LOGIN7 payload as received
 	authMsg chan tds.Message // the client's authentication message
@@ -33,13 +35,20 @@ type scripted struct {
 
 func startScripted(t *testing.T, mars bool, auth tds.TokenType) *scripted {
 	t.Helper()
+	return startScriptedRefusing(t, mars, auth, nil)
+}
+
+// startScriptedRefusing is startScripted answering the login with refuse
+// (after the authentication round trip) when it is not nil.
+func startScriptedRefusing(t *testing.T, mars bool, auth tds.TokenType, refuse *tds.ErrorInfo) *scripted {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	s := &scripted{
 		ln: ln, pki: newPKI(t, "127.0.0.1"), mars: mars, auth: auth, packetSize: 8192,
-		login: make(chan []byte, 1), authMsg: make(chan tds.Message, 1), errc: make(chan error, 1),
+		login: make(chan []byte, 1), authMsg: make(chan tds.Message, 1), errc: make(chan error, 1), refuse: refuse,
 	}
 	go func() { s.errc <- s.serve() }()
 	t.Cleanup(func() {
@@ -111,6 +120,13 @@ func (s *scripted) serve() error {
 		s.authMsg <- am
 	}
 
+	if s.refuse != nil {
+		reply, err := tds.ErrorReply(tds.TDS74, *s.refuse)
+		if err != nil {
+			return err
+		}
+		return w.WriteMessage(tds.Message{Type: tds.PacketReply, Status: tds.StatusEOM, Payload: reply})
+	}
 	var rb tds.ReplyBuilder
 	rb.EnvDatabase("master", "")
 	rb.LoginAck(tds.LoginAck{Interface: 1, TDSVersion: tds.TDS74, ProgName: "scripted", ProgVersion: tds.Version{Major: 16}})
@@ -250,6 +266,65 @@ func TestLoginRoundTripsAndFraming(t *testing.T) {
 			for _, secret := range []string{testPass, sspiSecret, authSecret} {
 				g.logs.assertNoSecret(t, secret)
 			}
+		})
+	}
+}
+
+// TestChannelBindingRefusal: SQL Server answers an integrated login whose
+// channel binding does not match (Extended Protection) with error 18452,
+// whose text speaks of an untrusted domain. Through the gateway the binding
+// can never match, so the client gets 50908 saying so and what to change;
+// a SQL login refused with the same number keeps the server's own error.
+func TestChannelBindingRefusal(t *testing.T) {
+	untrusted := &tds.ErrorInfo{Number: 18452, Class: 14, State: 1, ServerName: "scripted",
+		Message: "Login failed. The login is from an untrusted domain and cannot be used with Integrated authentication."}
+	for _, integrated := range []bool{true, false} {
+		t.Run(fmt.Sprintf("integrated=%v", integrated), func(t *testing.T) {
+			auth := tds.TokenType(0)
+			if integrated {
+				auth = tds.TokenSSPI
+			}
+			up := startScriptedRefusing(t, false, auth, untrusted)
+			g := startGateway(t, listenerConfig(up.ln.Addr().String(), up.pki.rootFile))
+			c := dialRaw(t, g.addr)
+			c.prelogin(&tds.Prelogin{Encryption: new(tds.EncryptOn)})
+			tlsc, err := tdstls.Client(context.Background(), c.conn, g.pki.clientTLS())
+			if err != nil {
+				t.Fatal(err)
+			}
+			c.use(tlsc)
+			b := tds.Login7Builder{UserName: testUser, Password: testPass, Database: testDB, PacketSize: 4096}
+			if integrated {
+				b.UserName, b.Password, b.SSPI = "", "", []byte("NTLMSSP-negotiate")
+			}
+			login, err := b.Build()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := c.send(tds.PacketLogin7, login); err != nil {
+				t.Fatal(err)
+			}
+			if integrated {
+				c.replyTokens(0) // the SSPI challenge
+				if err := c.send(tds.PacketSSPI, []byte("NTLMSSP-authenticate")); err != nil {
+					t.Fatal(err)
+				}
+			}
+			e := findError(c.replyTokens(0))
+			if e == nil {
+				t.Fatal("no ERROR in the login reply")
+			}
+			if !integrated {
+				if e.Number != 18452 {
+					t.Fatalf("error %d, want the server's 18452 relayed", e.Number)
+				}
+				g.logs.waitMsg(t, "sql login", map[string]any{"outcome": "login_failed", "error_number": 18452})
+				return
+			}
+			if e.Number != ErrorNumberChannelBinding || !strings.Contains(e.Message, "Extended Protection to Off") || !strings.Contains(e.Message, "untrusted domain") {
+				t.Fatalf("error %d %q, want %d naming Extended Protection and quoting the server", e.Number, e.Message, ErrorNumberChannelBinding)
+			}
+			g.logs.waitMsg(t, "sql login", map[string]any{"outcome": "login_failed", "error_number": ErrorNumberChannelBinding, "auth": "integrated"})
 		})
 	}
 }
