@@ -27,10 +27,19 @@
 // Retire stops one accepting while its open sessions go on, and hands its
 // socket to the replacement's Adopt when the address stays (retire.go).
 //
-// It does not authenticate users, rewrite SQL, follow routing ENVCHANGEs
-// (it refuses them), answer SQL Browser queries, or obtain certificates
-// (tlsmgr does); the wire codec lives in sqltunnel/tds and the TDS 7.x
-// handshake framing in sqltunnel/tdstls. Integrated authentication crosses
-// it untouched, but NTLM/Kerberos Extended Protection (channel binding) cannot
-// survive TLS termination; SQL logins and FedAuth are unaffected.
+// The upstream may be host:port, host\INSTANCE (the port from an
+// InstanceResolver: a SQL Browser client) or a name with several addresses,
+// dialled in parallel (dial.go). A routing ENVCHANGE in a login reply (Azure
+// SQL redirection, read-only routing) never reaches the client, who would
+// follow it around the gateway: it is refused, or with upstream.routing:
+// follow the gateway connects to the routed server itself and replays the
+// login there (route.go).
+//
+// It does not authenticate users, rewrite SQL, answer SQL Browser queries
+// (sqltunnel/browser does), or obtain certificates (tlsmgr does); the wire
+// codec lives in sqltunnel/tds and the TDS 7.x handshake framing in
+// sqltunnel/tdstls. Integrated authentication crosses it untouched, but
+// NTLM/Kerberos Extended Protection (channel binding) cannot survive TLS
+// termination: an integrated login the upstream refuses with 18452 gets
+// error 50908 saying so. SQL logins and FedAuth are unaffected.
 package sqltunnel
