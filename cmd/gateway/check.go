@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -98,6 +99,7 @@ func printPlan(w io.Writer, l *configs.Loaded, sources []tlsmgr.NameSource) {
 		verify := describeVerification(up)
 		fmt.Fprintf(w, "sql     %s %s (client_encryption %s) -> %s (encryption %s, %s)\n",
 			s.Name, s.Listen, s.ClientEncryption, up.Address, up.Encryption, verify)
+		fmt.Fprintf(w, "    %s\n", describeRouting(up))
 		fmt.Fprintf(w, "    certificate %s: %s\n", s.Hostname, certOf[strings.ToLower(s.Hostname)])
 	}
 }
@@ -116,6 +118,24 @@ func describeVerification(u configs.SQLUpstream) string {
 	default:
 		return fmt.Sprintf("verifying %s against system roots", t.ServerName)
 	}
+}
+
+// describeRouting says how the upstream is reached and what a routing
+// ENVCHANGE in its login replies leads to.
+func describeRouting(u configs.SQLUpstream) string {
+	reach := "dialled at " + u.Address
+	if a, err := configs.ParseUpstreamAddress(u.Address); err == nil {
+		switch {
+		case a.Instance != "":
+			reach = fmt.Sprintf("named instance %s on %s (port from its SQL Browser, UDP 1434)", a.Instance, a.Host)
+		case net.ParseIP(a.Host) == nil:
+			reach += " (every address of the name at once)"
+		}
+	}
+	if u.Routing == configs.RoutingFollow {
+		return fmt.Sprintf("%s; routing: follow, to %s only (verified for the routed name)", reach, strings.Join(u.RoutingAllow, ", "))
+	}
+	return reach + "; routing: refuse (a login reply that routes elsewhere gets error 50906)"
 }
 
 // describeSite lists a site's IIS-facing behaviour in one line.
