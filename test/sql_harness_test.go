@@ -52,12 +52,14 @@ type gwSQL struct {
 }
 
 type gwSQLUpstream struct {
-	Address            string `json:"address"`
-	Encryption         string `json:"encryption"`
-	ServerName         string `json:"server_name,omitempty"`
-	CAFile             string `json:"ca_file,omitempty"`
-	PinSHA256          string `json:"pin_sha256,omitempty"`
-	InsecureSkipVerify bool   `json:"insecure_skip_verify,omitempty"`
+	Address            string   `json:"address"`
+	Encryption         string   `json:"encryption"`
+	ServerName         string   `json:"server_name,omitempty"`
+	CAFile             string   `json:"ca_file,omitempty"`
+	PinSHA256          string   `json:"pin_sha256,omitempty"`
+	InsecureSkipVerify bool     `json:"insecure_skip_verify,omitempty"`
+	Routing            string   `json:"routing,omitempty"`
+	RoutingAllow       []string `json:"routing_allow,omitempty"`
 }
 
 // write saves the configuration in a fresh directory and returns the path.
