@@ -27,8 +27,10 @@ import (
 //     probed or moved; the others always get HTTP/2.
 //   - on: HTTP/2 always. A challenge over HTTP/2 reaches the client as
 //     the upstream sent it, without GOAWAY, and credentials over HTTP/2
-//     still never enter the pool: NTLM fails for clients that stay on
-//     HTTP/2, Kerberos works request by request.
+//     still never enter the pool (winauth.go). A client that moves to
+//     HTTP/1.1 by itself on such a challenge (curl: "Forcing HTTP/1.1 for
+//     NTLM") authenticates on its new connection; NTLM fails for one that
+//     stays on HTTP/2; Kerberos works request by request.
 //   - off: HTTP/1.1 only, from the first handshake. An HTTP/2 request for
 //     the site on a connection made for another name (browsers reuse
 //     connections across names one certificate covers) gets 421, so that
