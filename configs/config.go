@@ -86,6 +86,10 @@ type Site struct {
 	// WindowsAuth pins a client connection to a dedicated upstream
 	// connection once NTLM or Negotiate authentication starts on it.
 	WindowsAuth bool `mapstructure:"windows_auth"`
+	// HTTP2 says whether clients may speak HTTP/2 to the site: auto (""
+	// too) offers it until the site shows Windows authentication, on
+	// always, off never.
+	HTTP2 HTTP2Mode `mapstructure:"http2"`
 	// InternalNames are the names the upstream uses for itself, as bare
 	// host names (any port, http or https) or as http(s)://host[:port]
 	// origins; with the upstream URLs they are what RewriteLocation maps to

@@ -46,6 +46,10 @@ type ClientAuthMode string
 // application sets them).
 type SameSite string
 
+// HTTP2Mode is http.sites[].http2: whether HTTP/2 is offered to clients for
+// the site's names ("" means auto).
+type HTTP2Mode string
+
 // Values of the enumerated settings.
 const (
 	LogDebug LogLevel = "debug"
@@ -84,6 +88,16 @@ const (
 	SameSiteLax    SameSite = "lax"
 	SameSiteStrict SameSite = "strict"
 	SameSiteNone   SameSite = "none"
+
+	// HTTP2Auto offers HTTP/2 until the site is found to use Windows
+	// authentication (a probe at start and reload, or a challenge seen in
+	// traffic), then only HTTP/1.1, remembered in storage.
+	HTTP2Auto HTTP2Mode = "auto"
+	// HTTP2On always offers HTTP/2, even to a site that challenges with
+	// NTLM or Negotiate.
+	HTTP2On HTTP2Mode = "on"
+	// HTTP2Off never offers HTTP/2 for the site's names.
+	HTTP2Off HTTP2Mode = "off"
 )
 
 // The values each type accepts; "" where it means the default.
@@ -98,6 +112,7 @@ var (
 	loadBalancings      = []LoadBalancing{"", LoadBalancingRoundRobin, LoadBalancingLeastConn}
 	clientAuthModes     = []ClientAuthMode{"", ClientAuthNone, ClientAuthOptional, ClientAuthRequired}
 	sameSites           = []SameSite{"", SameSiteLax, SameSiteStrict, SameSiteNone}
+	http2Modes          = []HTTP2Mode{"", HTTP2Auto, HTTP2On, HTTP2Off}
 )
 
 // Valid reports whether v is one of the accepted values.
@@ -111,6 +126,7 @@ func (v Routing) Valid() bool            { return slices.Contains(routings, v) }
 func (v LoadBalancing) Valid() bool      { return slices.Contains(loadBalancings, v) }
 func (v ClientAuthMode) Valid() bool     { return slices.Contains(clientAuthModes, v) }
 func (v SameSite) Valid() bool           { return slices.Contains(sameSites, v) }
+func (v HTTP2Mode) Valid() bool          { return slices.Contains(http2Modes, v) }
 
 // UnmarshalText accepts only the type's values; the decoder reports the
 // error under the key it was decoding.
@@ -125,6 +141,7 @@ func (v *UpstreamEncryption) UnmarshalText(b []byte) error {
 func (v *LoadBalancing) UnmarshalText(b []byte) error  { return parseEnum(v, b, loadBalancings) }
 func (v *ClientAuthMode) UnmarshalText(b []byte) error { return parseEnum(v, b, clientAuthModes) }
 func (v *SameSite) UnmarshalText(b []byte) error       { return parseEnum(v, b, sameSites) }
+func (v *HTTP2Mode) UnmarshalText(b []byte) error      { return parseEnum(v, b, http2Modes) }
 
 func parseEnum[T ~string](v *T, b []byte, allowed []T) error {
 	if s := T(b); slices.Contains(allowed, s) {

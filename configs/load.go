@@ -148,6 +148,7 @@ var listDefaults = map[string]map[string]any{
 		"hsts_max_age":                "8760h",
 		"preserve_host":               true,
 		"windows_auth":                true,
+		"http2":                       HTTP2Auto,
 		"rewrite_location":            true,
 		"cookie_secure":               true,
 		"cookie_http_only":            false,

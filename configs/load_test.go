@@ -62,6 +62,7 @@ func TestEmbeddedDefaultValues(t *testing.T) {
 		{"sites[0].hsts_max_age", cfg.HTTP.Sites[0].HSTSMaxAge, 8760 * time.Hour},
 		{"sites[0].preserve_host", cfg.HTTP.Sites[0].PreserveHost, true},
 		{"sites[0].windows_auth", cfg.HTTP.Sites[0].WindowsAuth, true},
+		{"sites[0].http2", cfg.HTTP.Sites[0].HTTP2, HTTP2Auto},
 		{"sites[0].rewrite_location", cfg.HTTP.Sites[0].RewriteLocation, true},
 		{"sites[0].cookie_secure", cfg.HTTP.Sites[0].CookieSecure, true},
 		{"sites[0].cookie_http_only", cfg.HTTP.Sites[0].CookieHTTPOnly, false},
@@ -320,6 +321,22 @@ http:
 	}
 }
 
+// TestHTTP2Modes: http2 takes auto, on and off written bare, as YAML 1.1
+// would read them as booleans (the decoder must not).
+func TestHTTP2Modes(t *testing.T) {
+	for _, want := range []HTTP2Mode{HTTP2Auto, HTTP2On, HTTP2Off} {
+		t.Run(string(want), func(t *testing.T) {
+			cfg, err := Load(Options{File: writeConfig(t, minimalSite+"      http2: "+string(want)+"\n")})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := cfg.HTTP.Sites[0].HTTP2; got != want {
+				t.Errorf("http2 = %q, want %q", got, want)
+			}
+		})
+	}
+}
+
 // TestEnumsRejectedAtDecode: an enumerated setting with a value outside
 // its type is refused while the file is decoded, as a problem naming the
 // key once (not again by validation), whether it comes from the file or
@@ -354,6 +371,7 @@ sql:
 		{name: "load_balancing", yaml: site("load_balancing: random"), key: "http.sites[0].load_balancing", want: "round_robin | least_conn"},
 		{name: "client_auth.mode", yaml: site("client_auth: {mode: request}"), key: "http.sites[0].client_auth.mode", want: "none | optional | required"},
 		{name: "cookie_same_site", yaml: site("cookie_same_site: Lax"), key: "http.sites[0].cookie_same_site", want: "lax | strict | none"},
+		{name: "http2", yaml: site("http2: true"), key: "http.sites[0].http2", want: "auto | on | off"},
 		{name: "from the environment", yaml: minimalSite, env: [2]string{"GATEWAY_TLS_ISSUER", "ACME"}, key: "tls.issuer", want: "internal | acme | none"},
 	}
 	for _, tc := range tests {

@@ -34,6 +34,7 @@ func (s *Site) validateExtras(ps *problems, key string) {
 			ps.add(key+".internal_names["+strconv.Itoa(j)+"]", "%s", msg)
 		}
 	}
+	checkEnum(ps, key+".http2", s.HTTP2, http2Modes)
 	checkEnum(ps, key+".cookie_same_site", s.CookieSameSite, sameSites)
 	if s.CookieSameSite == SameSiteNone && !s.CookieSecure {
 		ps.add(key+".cookie_same_site", "none needs cookie_secure: true (browsers drop SameSite=None cookies without Secure)")

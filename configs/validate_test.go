@@ -80,6 +80,7 @@ func TestValidateMessages(t *testing.T) {
 		{"request header value", func(c *Config) { c.HTTP.Sites[0].RequestHeaders = map[string]string{"X-A": "a\r\nB: c"} }, "http.sites[0].request_headers.X-A", "CR, LF"},
 		{"max body", func(c *Config) { c.HTTP.Sites[0].MaxRequestBody = -1 }, "http.sites[0].max_request_body", "0 means no limit"},
 		{"load balancing", func(c *Config) { c.HTTP.Sites[0].LoadBalancing = "random" }, "http.sites[0].load_balancing", "round_robin | least_conn"},
+		{"http2", func(c *Config) { c.HTTP.Sites[0].HTTP2 = "h2c" }, "http.sites[0].http2", "auto | on | off"},
 		{"sticky cookie", func(c *Config) { c.HTTP.Sites[0].Sticky.Cookie = "a b" }, "http.sites[0].sticky.cookie", "cookie name"},
 		{"health path", func(c *Config) {
 			c.HTTP.Sites[0].HealthCheck = HealthCheck{Path: "health", Interval: 1e9, Timeout: 1e9, ExpectStatus: 200}

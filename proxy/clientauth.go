@@ -42,10 +42,12 @@ func (s *site) setClientAuth(cfg configs.ClientAuth, key string) error {
 
 // prepareSiteTLS gives a site that needs them its own server TLS
 // configurations, clones of the listener's base: with client
-// authentication if configured (tlsH2), and without h2 in ALPN for Windows
-// authentication (tlsH1, see winauth.go).
+// authentication if configured (tlsH2), and without h2 in ALPN for sites
+// that may offer only HTTP/1.1 (tlsH1: http2 off, or auto with Windows
+// authentication, see http2.go).
 func (srv *Server) prepareSiteTLS(s *site) {
-	if s.clientAuth == tls.NoClientCert && !s.windowsAuth {
+	needH1 := s.fallsBack() || s.http2 == configs.HTTP2Off
+	if s.clientAuth == tls.NoClientCert && !needH1 {
 		return
 	}
 	protos := srv.baseTLS.NextProtos
@@ -59,7 +61,7 @@ func (srv *Server) prepareSiteTLS(s *site) {
 	if s.clientAuth != tls.NoClientCert {
 		s.tlsH2 = c
 	}
-	if s.windowsAuth {
+	if needH1 {
 		h1 := c.Clone()
 		h1.NextProtos = slices.DeleteFunc(h1.NextProtos, func(p string) bool { return p == "h2" })
 		s.tlsH1 = h1
@@ -69,9 +71,10 @@ func (srv *Server) prepareSiteTLS(s *site) {
 // listenerTLS returns the listener's TLS configuration: a clone of the base
 // that, when a site of the configuration in force needs it, picks a
 // per-site configuration by SNI through GetConfigForClient (client
-// certificates; HTTP/1.1 only once a site has shown Windows
-// authentication, see winauth.go). The base's own GetConfigForClient, if
-// any, is still called first, and its result gets the site's settings.
+// certificates; HTTP/1.1 only for http2: off, and for auto once a site has
+// shown Windows authentication, see http2.go). The base's own
+// GetConfigForClient, if any, is still called first, and its result gets
+// the site's settings.
 func (srv *Server) listenerTLS() *tls.Config {
 	base := srv.baseTLS
 	cfg := base.Clone()
@@ -87,6 +90,7 @@ func (srv *Server) listenerTLS() *tls.Config {
 			return nil, nil
 		}
 		s := gen.table.match(hello.ServerName)
+		s.awaitProbe(hello.Context())
 		c := s.tlsH2
 		if s.h1Only.Load() {
 			c = s.tlsH1

@@ -15,8 +15,11 @@
 //
 // For legacy ASP.NET on IIS it also, per site (one file per concern):
 //   - pins a client connection doing Windows authentication (NTLM,
-//     Negotiate) to a dedicated upstream connection, and moves HTTP/2
-//     clients to HTTP/1.1 for it (winauth.go);
+//     Negotiate) to a dedicated upstream connection (winauth.go), and
+//     offers HTTP/2 per site by its http2 mode: with auto, only HTTP/1.1
+//     once a probe of the upstream's / at start and reload, or a client,
+//     has met such a challenge, remembered across restarts in an
+//     HTTP1OnlyStore (http2.go, http1only.go);
 //   - rewrites Location, Content-Location and Refresh from internal origins
 //     to the public one, adds Secure/HttpOnly/SameSite to cookies, and can
 //     add upgrade-insecure-requests (headers.go);

@@ -129,30 +129,7 @@ var errHealthStatus = errors.New("unexpected status")
 func (s *site) checkOnce(ctx context.Context, u *upstream) error {
 	ctx, cancel := context.WithTimeout(ctx, s.health.Timeout)
 	defer cancel()
-	ref, err := url.Parse(s.health.Path)
-	if err != nil {
-		return err
-	}
-	target := *u.url
-	target.Path, target.RawPath = joinPath(u.url.Path, ref.Path), ""
-	target.RawQuery = ref.RawQuery
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, target.String(), nil)
-	if err != nil {
-		return err
-	}
-	host := ""
-	switch {
-	case s.checkHost != "":
-		req.Host, host = s.checkHost, canonicalHost(s.checkHost)
-	case s.upstreamTLS.SNIFromHost:
-		host = canonicalHost(firstPlainHost(s.hosts)) // the TLS name, not the Host header
-	}
-	req.Header.Set("User-Agent", "gateway-health-check")
-	tr, err := u.pool.transport(host)
-	if err != nil {
-		return err
-	}
-	res, err := tr.RoundTrip(req)
+	res, err := s.upstreamGet(ctx, u, s.health.Path, "gateway-health-check")
 	if err != nil {
 		return err
 	}
@@ -162,6 +139,36 @@ func (s *site) checkOnce(ctx context.Context, u *upstream) error {
 		return fmt.Errorf("%w %d, want %d", errHealthStatus, res.StatusCode, s.health.ExpectStatus)
 	}
 	return nil
+}
+
+// upstreamGet sends the gateway's own GET for path (health checks, the
+// HTTP/2 probe) to u through its pool, with the site's first host as Host
+// when preserve_host is set. The caller closes the body.
+func (s *site) upstreamGet(ctx context.Context, u *upstream, path, userAgent string) (*http.Response, error) {
+	ref, err := url.Parse(path)
+	if err != nil {
+		return nil, err
+	}
+	target := *u.url
+	target.Path, target.RawPath = joinPath(u.url.Path, ref.Path), ""
+	target.RawQuery = ref.RawQuery
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, target.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+	host := ""
+	switch {
+	case s.checkHost != "":
+		req.Host, host = s.checkHost, canonicalHost(s.checkHost)
+	case s.upstreamTLS.SNIFromHost:
+		host = canonicalHost(firstPlainHost(s.hosts)) // the TLS name, not the Host header
+	}
+	req.Header.Set("User-Agent", userAgent)
+	tr, err := u.pool.transport(host)
+	if err != nil {
+		return nil, err
+	}
+	return tr.RoundTrip(req)
 }
 
 // joinPath appends a path to an upstream URL's path prefix.

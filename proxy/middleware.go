@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"sync"
 	"time"
+
+	"github.com/gateway-project/gateway/configs"
 )
 
 // front is the HTTPS handler: it counts the request for the drain, selects
@@ -34,6 +36,12 @@ func (f *front) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer func() { srv.logRequest(r, s, rs, rec, body, start) }()
 
 	if s.clientAuth != tls.NoClientCert && !f.clientAuthOK(rec, r, s, gen.table) {
+		return
+	}
+	if r.ProtoMajor == 2 && s.http2 == configs.HTTP2Off {
+		// An HTTP/2 connection made for another name (http2.go): the
+		// browser retries on a connection of its own, over HTTP/1.1.
+		writeError(rec, s, http.StatusMisdirectedRequest, bodyMisdirected)
 		return
 	}
 	if s.maxBody > 0 && r.ContentLength > s.maxBody {

@@ -67,6 +67,7 @@ type options struct {
 	upstreamTLS         *tls.Config
 	redirectPort        int
 	stickyKeyFile       string
+	http1Only           HTTP1OnlyStore
 	metrics             *Metrics
 }
 
@@ -150,6 +151,26 @@ func WithWriteIdleTimeout(d time.Duration) Option {
 // after a restart each client is balanced afresh once.
 func WithStickyKeyFile(path string) Option {
 	return func(o *options) { o.stickyKeyFile = path }
+}
+
+// WithHTTP1OnlyFile keeps the names of the sites found to use Windows
+// authentication (offered only HTTP/1.1, see HTTP1OnlyStore) in the JSON
+// file at path, so that they are offered only HTTP/1.1 from the first
+// handshake after a restart. Empty (the default) keeps them in memory:
+// after a restart each is found again by its probe or a client.
+func WithHTTP1OnlyFile(path string) Option {
+	return func(o *options) {
+		o.http1Only = nil
+		if path != "" {
+			o.http1Only = HTTP1OnlyFile(path)
+		}
+	}
+}
+
+// WithHTTP1OnlyStore is WithHTTP1OnlyFile with any store, such as one
+// shared by the gateways of a cluster. Nil keeps the names in memory.
+func WithHTTP1OnlyStore(st HTTP1OnlyStore) Option {
+	return func(o *options) { o.http1Only = st }
 }
 
 // WithUpstreamTLSConfig is the client TLS configuration for the https://

@@ -106,7 +106,10 @@ func (st *Staged) Abort() {
 	st.s.reloadMu.Unlock()
 }
 
-// Commit puts a staged reload into effect.
+// Commit puts a staged reload into effect. On a serving Server it starts
+// the health checks of the new sites and probes every site for Windows
+// authentication again (http2.go); handshakes for a new site's names wait
+// for its probe.
 func (st *Staged) Commit() ReloadSummary {
 	if st.done {
 		return ReloadSummary{}
@@ -169,6 +172,11 @@ func (st *Staged) Commit() ReloadSummary {
 	if s.serving {
 		for _, site := range st.fresh {
 			site.startChecks(s.checkCtx, &s.checks)
+		}
+		// Every site is probed again, kept ones included: a reload is
+		// also how an operator says that IIS changed.
+		for _, site := range st.gen.sites {
+			site.startProbe(s.checkCtx, &s.checks)
 		}
 	}
 	s.redirector.Store(newRedirector(s.redirectPortLocked(), st.gen.sites))

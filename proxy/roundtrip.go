@@ -33,8 +33,10 @@ func (s *site) RoundTrip(req *http.Request) (*http.Response, error) {
 		// The challenge itself is not bound to a connection; what the
 		// client sends next is. Make sure it goes to a dedicated one.
 		if rs.h2 {
-			rs.goAway = true
-			s.preferHTTP1("challenge")
+			if s.fallsBack() { // http2: on passes the challenge as it is
+				rs.goAway = true
+				s.preferHTTP1("challenge")
+			}
 		} else if rs.conn != nil { // always set inside a Server
 			if _, perr := rs.conn.pinTo(s, rs.upstream, host); perr != nil {
 				s.log.Debug("pinning failed", zap.String("site", s.name), zap.Error(perr))
@@ -56,9 +58,12 @@ func (s *site) roundTripConnBound(req *http.Request, rs *requestState, host stri
 	case rs.h2:
 		// Never into the pool, and never pinned: HTTP/2 streams of one
 		// connection may belong to different users. Kerberos works
-		// request by request; NTLM gets its GOAWAY and moves to HTTP/1.1.
-		rs.goAway = true
-		s.preferHTTP1("credentials")
+		// request by request; NTLM gets its GOAWAY and moves to HTTP/1.1
+		// (unless http2: on).
+		if s.fallsBack() {
+			rs.goAway = true
+			s.preferHTTP1("credentials")
+		}
 		tr, err := rs.upstream.pool.oneShotTransport(host)
 		if err != nil {
 			return nil, true, err

@@ -35,6 +35,7 @@ type Server struct {
 	eh      *errorHandler
 	baseTLS *tls.Config // New's tlsConfig, cloned; per-site configurations derive from it
 	metrics *Metrics
+	http1   *http1Names // the names offered only HTTP/1.1 (http2.go)
 
 	// gen is the site table every request and handshake reads; a reload
 	// swaps it. redirector is the redirect listener's handler state.
@@ -94,7 +95,9 @@ type generation struct {
 // authentication, the listener's GetConfigForClient applies that site's
 // settings by SNI (clientauth.go). Client TLS toward https:// upstreams is
 // built here from each site's upstream_tls with tlsmgr.ClientTLSConfig (or
-// taken from WithUpstreamTLSConfig). A nil logger discards logs.
+// taken from WithUpstreamTLSConfig). The names of sites found earlier to
+// need HTTP/1.1 are read from the WithHTTP1OnlyFile store; one that cannot
+// be read is logged and ignored. A nil logger discards logs.
 func New(cfg configs.HTTP, tlsConfig *tls.Config, logger *zap.Logger, opts ...Option) (*Server, error) {
 	if cfg.Listen == "" {
 		return nil, ErrDisabled
@@ -134,6 +137,7 @@ func New(cfg configs.HTTP, tlsConfig *tls.Config, logger *zap.Logger, opts ...Op
 	}
 	s.drainTimeout.Store(int64(o.drainTimeout))
 	s.stdLog = newStdLog(hlog, s.handshakeFailed)
+	s.http1 = newHTTP1Names(o.http1Only, hlog)
 	gen, _, err := s.buildGeneration(cfg.Sites, nil)
 	if err != nil {
 		return nil, err
@@ -246,6 +250,7 @@ func (s *Server) buildSite(i int, sc configs.Site) (*site, error) {
 	}
 	st.proxy = newReverseProxy(st, s.pool, s.stdLog, s.eh.serve)
 	s.prepareSiteTLS(st)
+	st.setHTTP2(s.http1)
 	return st, nil
 }
 
@@ -330,7 +335,9 @@ func (s *Server) RedirectAddr() net.Addr {
 }
 
 // Serve serves both listeners until ctx ends, calling Listen first if that
-// has not been done. Then it shuts down: it stops accepting, lets in-flight
+// has not been done. It starts the health checks and the HTTP/2 probes
+// (http2.go) at once; a TLS handshake for a probed site's name waits for
+// that site's probe, at most probeTimeout. Then it shuts down: it stops accepting, lets in-flight
 // requests finish for up to the drain timeout, cuts the rest and logs how
 // many. It returns nil after a shutdown caused by ctx (drained or not), or
 // the error of a listener that failed, after shutting the other down.
@@ -355,11 +362,15 @@ func (s *Server) Serve(ctx context.Context) error {
 	defer func() {
 		stopChecks()
 		s.checks.Wait()
+		s.http1.wait()
 	}()
 	s.mu.Lock()
 	s.serving = true
 	s.checkCtx = checkCtx
 	for _, st := range s.gen.Load().sites {
+		// Probes first: handshakes for a probed site's names wait for
+		// its probe (awaitProbe), not for the others.
+		st.startProbe(checkCtx, &s.checks)
 		st.startChecks(checkCtx, &s.checks)
 	}
 	s.serveHTTPSLocked(s.httpsLn)
@@ -524,4 +535,5 @@ func (s *Server) Close() {
 	for _, st := range s.gen.Load().sites {
 		st.closeIdle()
 	}
+	s.http1.wait()
 }

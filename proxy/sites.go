@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -40,11 +41,18 @@ type site struct {
 	checkCancel context.CancelFunc
 
 	// windowsAuth pins client connections that start NTLM or Negotiate
-	// to a dedicated upstream connection (winauth.go). h1Only is set the
-	// first time such authentication meets an HTTP/2 request: from then on
-	// only HTTP/1.1 is offered for the site's names.
+	// to a dedicated upstream connection (winauth.go).
 	windowsAuth bool
-	h1Only      atomic.Bool
+	// http2 is the site's http2 mode, never "" (http2.go). h1Only is set
+	// while only HTTP/1.1 is offered for the site's names: from the start
+	// with off, and with auto once the site shows Windows authentication,
+	// which http1 then records (nil outside a Server). probed, when not
+	// nil, is closed when the site's first probe has ended.
+	http2      configs.HTTP2Mode
+	h1Only     atomic.Bool
+	http1      *http1Names
+	probed     chan struct{}
+	probedOnce sync.Once
 
 	rewriter       responseRewriter
 	requestHeaders http.Header // canonical names; set on every upstream request
@@ -54,7 +62,7 @@ type site struct {
 	sticky    string // cookie name; "" disables
 	health    configs.HealthCheck
 	passive   configs.PassiveHealth
-	checkHost string // Host of active health checks; "" sends the upstream's
+	checkHost string // Host of health checks and probes; "" sends the upstream's
 
 	upstreamTLS configs.SiteUpstreamTLS
 	clientAuth  tls.ClientAuthType // tls.NoClientCert unless client_auth is set
@@ -109,6 +117,7 @@ func newSite(i int, cfg configs.Site) (*site, error) {
 		preserveHost: cfg.PreserveHost,
 		log:          zap.NewNop(),
 		windowsAuth:  cfg.WindowsAuth,
+		http2:        cfg.HTTP2,
 		maxBody:      cfg.MaxRequestBody,
 		leastConn:    cfg.LoadBalancing == configs.LoadBalancingLeastConn,
 		sticky:       cfg.Sticky.Cookie,
@@ -121,6 +130,12 @@ func newSite(i int, cfg configs.Site) (*site, error) {
 	}
 	if !cfg.LoadBalancing.Valid() {
 		return nil, fmt.Errorf("%s.load_balancing: unknown policy %q", key, cfg.LoadBalancing)
+	}
+	if !cfg.HTTP2.Valid() {
+		return nil, fmt.Errorf("%s.http2: unknown mode %q", key, cfg.HTTP2)
+	}
+	if s.http2 == "" {
+		s.http2 = configs.HTTP2Auto
 	}
 	for j, raw := range cfg.Upstreams {
 		u, err := url.Parse(raw)
@@ -138,7 +153,7 @@ func newSite(i int, cfg configs.Site) (*site, error) {
 			s.requestHeaders[textproto.CanonicalMIMEHeaderKey(k)] = []string{v}
 		}
 	}
-	if s.health.Path != "" && s.preserveHost {
+	if s.preserveHost {
 		s.checkHost = firstPlainHost(s.hosts)
 	}
 	rw, err := newResponseRewriter(cfg, s.upstreams)

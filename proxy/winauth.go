@@ -33,13 +33,14 @@ import (
 // a shared machine, over one connection, so connection-bound authentication
 // cannot work on it (IIS and Kestrel refuse it too). net/http cannot send
 // RST_STREAM HTTP_1_1_REQUIRED (RFC 9113 section 8.2.2) from a handler, so
-// the gateway does the next best thing: the first time a site challenges an
-// HTTP/2 request with NTLM or Negotiate, it offers only HTTP/1.1 in ALPN for
-// the site's names from then on, and answers that request with the 401 and
-// a graceful GOAWAY (Connection: close), so that the browser's next request
-// opens a new connection, over HTTP/1.1, where the handshake works.
-// Credentials that do arrive over HTTP/2 are sent on a connection used for
-// that request alone.
+// the gateway offers only HTTP/1.1 in ALPN for the names of a site known to
+// use Windows authentication (http2.go: found by a probe before the first
+// client, or remembered from an earlier run). When a site is found in
+// traffic instead, by challenging an HTTP/2 request with NTLM or
+// Negotiate, that request gets the 401 with a graceful GOAWAY (Connection:
+// close), so that the browser's next request opens a new connection, over
+// HTTP/1.1, where the handshake works. Credentials that do arrive over
+// HTTP/2 are sent on a connection used for that request alone.
 
 // isConnAuth reports whether an Authorization value, or one challenge of a
 // WWW-Authenticate value, uses a connection-bound scheme.
@@ -260,13 +261,4 @@ func withConn(ctx context.Context, c net.Conn) context.Context {
 func connFrom(ctx context.Context) *clientConn {
 	cc, _ := ctx.Value(connKey{}).(*clientConn)
 	return cc
-}
-
-// preferHTTP1 stops offering h2 for the site's names (see the top of this
-// file), once.
-func (s *site) preferHTTP1(reason string) {
-	if s.tlsH1 != nil && !s.h1Only.Swap(true) {
-		s.log.Info("windows authentication over http/2: offering only http/1.1 for this site from now on",
-			zap.String("site", s.name), zap.String("reason", reason))
-	}
 }

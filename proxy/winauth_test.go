@@ -27,6 +27,10 @@ type connAuthBackend struct {
 	scheme string // "NTLM" or "Negotiate"
 	nextID atomic.Int64
 	closed chan int64 // ids of closed connections
+	// openRoot answers GET / without credentials with 200, as IIS with
+	// anonymous access to the home page: the gateway's probe finds no
+	// challenge there.
+	openRoot atomic.Bool
 }
 
 type connAuthState struct {
@@ -79,6 +83,9 @@ func (b *connAuthBackend) serve(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusUnauthorized)
 	}
 	switch {
+	case auth == "" && r.URL.Path == "/" && b.openRoot.Load():
+		_, _ = io.WriteString(w, "welcome")
+		return
 	case auth == b.scheme+" negotiate":
 		st.challenge = fmt.Sprintf("c%d", st.id)
 		challenge(st.challenge)
@@ -263,8 +270,12 @@ func TestWindowsAuthOffStripsCredentials(t *testing.T) {
 	}
 }
 
+// TestWindowsAuthOverHTTP2MovesToHTTP1: a site whose home page is
+// anonymous passes the probe on HTTP/2; its first challenge to an HTTP/2
+// client moves it to HTTP/1.1.
 func TestWindowsAuthOverHTTP2MovesToHTTP1(t *testing.T) {
 	b := newConnAuthBackend(t, "NTLM")
+	b.openRoot.Store(true)
 	cfg := oneSite(b.URL)
 	cfg.Sites[0].WindowsAuth = true
 	p := startProxy(t, cfg)
@@ -286,7 +297,7 @@ func TestWindowsAuthOverHTTP2MovesToHTTP1(t *testing.T) {
 	t.Cleanup(c.CloseIdleConnections)
 	obs := &protoRecorder{inner: c.Transport}
 	c.Transport = obs
-	code, _, _, _ := send(t, c, http.MethodGet, p.base+"/", "", "")
+	code, _, _, _ := send(t, c, http.MethodGet, p.base+"/app", "", "")
 	if code != http.StatusUnauthorized {
 		t.Fatalf("got %d, want the 401 challenge", code)
 	}
@@ -295,7 +306,7 @@ func TestWindowsAuthOverHTTP2MovesToHTTP1(t *testing.T) {
 	}
 	// The GOAWAY sends the client's next request to a new connection, over
 	// HTTP/1.1, where the handshake works.
-	reply := handshake(t, c, p.base+"/", "NTLM", "dave", "")
+	reply := handshake(t, c, p.base+"/app", "NTLM", "dave", "")
 	if reply.User != "dave" {
 		t.Errorf("handshake after the move: %+v", reply)
 	}
@@ -306,12 +317,13 @@ func TestWindowsAuthOverHTTP2MovesToHTTP1(t *testing.T) {
 
 func TestWindowsAuthCredentialsOverHTTP2NeverPooled(t *testing.T) {
 	b := newConnAuthBackend(t, "NTLM")
+	b.openRoot.Store(true) // the probe keeps HTTP/2
 	cfg := oneSite(b.URL)
 	cfg.Sites[0].WindowsAuth = true
 	p := startProxy(t, cfg)
 	c := p.oneConnClient(true)
 	t.Cleanup(c.CloseIdleConnections)
-	_, h, _, _ := send(t, c, http.MethodGet, p.base+"/", "NTLM negotiate", "")
+	_, h, _, _ := send(t, c, http.MethodGet, p.base+"/app", "NTLM negotiate", "")
 	ch := strings.TrimPrefix(h.Get("Www-Authenticate"), "NTLM ")
 	if ch == "" {
 		t.Fatal("no challenge")
@@ -325,7 +337,7 @@ func TestWindowsAuthCredentialsOverHTTP2NeverPooled(t *testing.T) {
 	// And nothing authenticated reaches anybody else.
 	other := p.oneConnClient(false)
 	t.Cleanup(other.CloseIdleConnections)
-	if code, _, r, _ := send(t, other, http.MethodGet, p.base+"/", "", ""); code != http.StatusUnauthorized {
+	if code, _, r, _ := send(t, other, http.MethodGet, p.base+"/app", "", ""); code != http.StatusUnauthorized {
 		t.Fatalf("anonymous client got %d %+v", code, r)
 	}
 }

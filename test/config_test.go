@@ -65,6 +65,7 @@ type gwSite struct {
 	PreserveHost *bool    `json:"preserve_host,omitempty"`
 
 	WindowsAuth             *bool             `json:"windows_auth,omitempty"`
+	HTTP2                   string            `json:"http2,omitempty"`
 	InternalNames           []string          `json:"internal_names,omitempty"`
 	RewriteLocation         *bool             `json:"rewrite_location,omitempty"`
 	CookieSecure            *bool             `json:"cookie_secure,omitempty"`

@@ -34,7 +34,9 @@ import (
 //   - /ws is a WebSocket echo (SignalR's transport), /events a server-sent
 //     event stream that waits for the test between events, /upload and
 //     /download stream bodies of any size, /health answers 200 or 503;
-//   - everything else echoes what it saw as JSON (iisEcho).
+//   - everything else echoes what it saw as JSON (iisEcho), or, with
+//     siteWide set, needs Windows authentication too (anonymous access
+//     off for the whole site, the usual intranet set-up) and then echoes.
 type iisDouble struct {
 	name     string // its machine name, reported in every answer
 	internal string // the host name it uses in absolute URLs
@@ -48,6 +50,7 @@ type iisDouble struct {
 
 	nextConn atomic.Int64
 	healthy  atomic.Bool
+	siteWide atomic.Bool
 	events   chan struct{} // /events sends its next event on each receive
 
 	mu        sync.Mutex
@@ -125,7 +128,13 @@ func (d *iisDouble) serve(t *testing.T, ln net.Listener, tlsCert *tls.Certificat
 			http.Error(w, "app pool stopped", http.StatusServiceUnavailable)
 		}
 	})
-	mux.HandleFunc("/", d.echo)
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if d.siteWide.Load() {
+			d.secure(w, r)
+			return
+		}
+		d.echo(w, r)
+	})
 	d.srv = &http.Server{
 		Handler:  mux,
 		ErrorLog: log.New(io.Discard, "", 0),

@@ -147,6 +147,11 @@ func describeSite(s configs.Site) string {
 		}
 	}
 	add(s.WindowsAuth, "windows_auth")
+	h2 := s.HTTP2
+	if h2 == "" {
+		h2 = configs.HTTP2Auto
+	}
+	on = append(on, "http2 "+string(h2))
 	add(s.RewriteLocation, "rewrite_location")
 	add(s.CookieSecure, "cookie_secure")
 	add(s.CookieHTTPOnly, "cookie_http_only")

@@ -226,6 +226,7 @@ func (g *runningGateway) newHTTPS(cfg configs.Config) (*proxy.Server, error) {
 		proxy.WithDrainTimeout(cfg.DrainTimeout),
 		proxy.WithChallengeHandler(g.certs.HTTPChallengeHandler),
 		proxy.WithStickyKeyFile(filepath.Join(cfg.Storage, "sticky.key")),
+		proxy.WithHTTP1OnlyFile(filepath.Join(cfg.Storage, "http1-only.json")),
 		proxy.WithMetrics(g.proxyMetrics))
 	if err == nil {
 		err = srv.Listen()
