@@ -169,6 +169,7 @@ var listDefaults = map[string]map[string]any{
 	},
 	"sql": {
 		"client_encryption":   ClientEncryptionRequired,
+		"instance":            "",
 		"upstream.encryption": UpstreamEncryptionRequired,
 		"max_connections":     DefaultSQLMaxConnections,
 	},
