@@ -28,9 +28,10 @@
 // socket to the replacement's Adopt when the address stays (retire.go).
 //
 // It does not authenticate users, rewrite SQL, follow routing ENVCHANGEs
-// (it refuses them), answer SQL Browser queries, or obtain certificates
-// (tlsmgr does); the wire codec lives in sqltunnel/tds and the TDS 7.x
-// handshake framing in sqltunnel/tdstls. Integrated authentication crosses
-// it untouched, but NTLM/Kerberos Extended Protection (channel binding) cannot
-// survive TLS termination; SQL logins and FedAuth are unaffected.
+// (it refuses them), answer SQL Browser queries (sqltunnel/browser does),
+// or obtain certificates (tlsmgr does); the wire codec lives in
+// sqltunnel/tds and the TDS 7.x handshake framing in sqltunnel/tdstls.
+// Integrated authentication crosses it untouched, but NTLM/Kerberos Extended
+// Protection (channel binding) cannot survive TLS termination; SQL logins
+// and FedAuth are unaffected.
 package sqltunnel
