@@ -19,6 +19,16 @@ type Config struct {
 	TLS  TLS           `mapstructure:"tls"`
 	HTTP HTTP          `mapstructure:"http"`
 	SQL  []SQLListener `mapstructure:"sql"`
+	// SQLBrowser answers SQL Server Browser queries for the listeners that
+	// have an instance name.
+	SQLBrowser SQLBrowser `mapstructure:"sql_browser"`
+}
+
+// SQLBrowser is the gateway's SQL Server Browser (MC-SQLR, UDP): clients
+// whose connection string names an instance (DB01\SQLEXPRESS) ask it for
+// the instance's TCP port on UDP port 1434 of the host they connect to.
+type SQLBrowser struct {
+	Listen string `mapstructure:"listen"` // UDP host:port; "" disables
 }
 
 // Log selects the zap logger's level and encoding.
@@ -179,7 +189,10 @@ type SQLListener struct {
 	Listen           string           `mapstructure:"listen"`
 	Hostname         string           `mapstructure:"hostname"`
 	ClientEncryption ClientEncryption `mapstructure:"client_encryption"`
-	Upstream         SQLUpstream      `mapstructure:"upstream"`
+	// Instance is the instance name the SQL Browser announces for this
+	// listener (clients connect to HOST\INSTANCE); "" announces none.
+	Instance string      `mapstructure:"instance"`
+	Upstream SQLUpstream `mapstructure:"upstream"`
 	// MaxConnections caps the client connections the listener serves at
 	// once; connections over it are closed as soon as they are accepted.
 	// Load sets DefaultSQLMaxConnections when the key is absent; zero (a

@@ -170,6 +170,7 @@ var listDefaults = map[string]map[string]any{
 	},
 	"sql": {
 		"client_encryption":   ClientEncryptionRequired,
+		"instance":            "",
 		"upstream.encryption": UpstreamEncryptionRequired,
 		"upstream.routing":    RoutingRefuse,
 		"max_connections":     DefaultSQLMaxConnections,

@@ -10,8 +10,9 @@ import (
 // without a restart, or nil. The issuer, its settings, the TLS version floor
 // and the storage directory are fixed for the life of the certificate
 // manager, and the log encoder for the life of the logger; everything else
-// (sites, upstreams, SQL listeners, listen addresses, log.level,
-// admin.listen, drain_timeout and tls.certificates) can change.
+// (sites, upstreams, SQL listeners and their instance names, listen
+// addresses, sql_browser.listen, log.level, admin.listen, drain_timeout and
+// tls.certificates) can change.
 func CheckReload(running, next *Config) error {
 	var ps problems
 	restart := func(key string, was, now any) {

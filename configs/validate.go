@@ -64,6 +64,7 @@ func (c *Config) validate(requireServe bool) error {
 	c.TLS.validate(&ps)
 	c.HTTP.validate(&ps, requireServe)
 	validateSQL(c.SQL, &ps)
+	c.SQLBrowser.validate(c.SQL, &ps)
 	if c.TLS.MinVersion == TLS13 {
 		for i, l := range c.SQL {
 			if l.ClientEncryption != ClientEncryptionStrict {
@@ -204,9 +205,15 @@ func (h *HTTP) validate(ps *problems, requireServe bool) {
 
 var sqlNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]*$`)
 
+// instanceNameRE is SQL Server's rule for instance names: up to 16
+// characters, letters, digits, '_', '$' and '#', starting with a letter or
+// '_'.
+var instanceNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_$#]{0,15}$`)
+
 func validateSQL(list []SQLListener, ps *problems) {
 	names := map[string]int{}
 	listens := map[string]int{}
+	instances := map[string]int{}
 	for i, l := range list {
 		key := fmt.Sprintf("sql[%d]", i)
 		switch {
@@ -235,11 +242,38 @@ func validateSQL(list []SQLListener, ps *problems) {
 			ps.add(key+".hostname", "%s", msg)
 		}
 		checkEnum(ps, key+".client_encryption", l.ClientEncryption, clientEncryptions)
+		if l.Instance != "" {
+			upper := strings.ToUpper(l.Instance)
+			switch {
+			case !instanceNameRE.MatchString(l.Instance):
+				ps.add(key+".instance", "%q: an instance name has 1-16 characters (letters, digits, '_', '$', '#'), starting with a letter or '_', e.g. SQLEXPRESS", l.Instance)
+			case upper == "MSSQLSERVER" || upper == "DEFAULT":
+				ps.add(key+".instance", "%q is reserved for SQL Server's default instance, which clients reach by port, not by name; choose another name or leave instance empty", l.Instance)
+			default:
+				if j, dup := instances[upper]; dup {
+					ps.add(key+".instance", "%q is also the instance of sql[%d] (instance names are case-insensitive)", l.Instance, j)
+				}
+				instances[upper] = i
+			}
+		}
 		if l.MaxConnections < 0 || l.MaxConnections > maxSQLMaxConnections {
 			ps.add(key+".max_connections", "%d: use 1-%d (default %d)", l.MaxConnections, maxSQLMaxConnections, DefaultSQLMaxConnections)
 		}
 		l.Upstream.validate(ps, key+".upstream")
 	}
+}
+
+func (b *SQLBrowser) validate(list []SQLListener, ps *problems) {
+	if b.Listen == "" {
+		return
+	}
+	checkListen(ps, "sql_browser.listen", b.Listen)
+	for _, l := range list {
+		if l.Instance != "" {
+			return
+		}
+	}
+	ps.add("sql_browser.listen", "is set but no sql[] listener has an instance to announce; set sql[N].instance (e.g. SQLEXPRESS) or sql_browser.listen: \"\"")
 }
 
 func (u *SQLUpstream) validate(ps *problems, key string) {

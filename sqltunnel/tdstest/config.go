@@ -99,6 +99,12 @@ type Config struct {
 	// Version is the text of SELECT @@VERSION; "" means DefaultVersion.
 	Version string
 
+	// Instance is the server's instance name: what clients write after a
+	// backslash (HOST\INSTANCE) and a Browser announces for it
+	// (Browser.Announce). "" is the default instance, which is reached by
+	// port and never announced.
+	Instance string
+
 	// MaxPacketSize caps the packet size granted to a client in the
 	// ENVCHANGE of the login reply; 0 means 32767, the protocol maximum.
 	// Clients asking for less get what they ask for (512 at least); a client

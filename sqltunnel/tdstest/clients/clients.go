@@ -1,9 +1,10 @@
 // Package clients runs the independent SQL Server client implementations
-// the project's tests drive — tedious (Node.js) and pytds (Python) — as
-// child processes, and parses the JSON lines they print. The scripts live
-// in tdstest's testdata: node/client.js, with tedious installed there by
-// `npm ci`, and pytds_client.py. Both read the password from the
-// environment (TDSTEST_PASSWORD), never from their command line.
+// the project's tests drive — tedious (Node.js), pytds (Python) and jTDS
+// (Java) — as child processes, and parses the JSON lines they print. The
+// programs live in tdstest's testdata: node/client.js, with tedious
+// installed there by `npm ci`, pytds_client.py, and jtds/Client.java,
+// compiled at run time. All read the password from the environment
+// (TDSTEST_PASSWORD), never from their command line.
 //
 // The tdstest package checks its double against these clients; the
 // end-to-end tests (package test) run the same clients through the gateway.
@@ -35,8 +36,12 @@ type Result struct {
 	Event string `json:"event"`
 	OK    bool   `json:"ok"`
 	Error string `json:"error"`
-	// Code is tedious's error code (ESOCKET, EENCRYPT, ELOGIN, ...).
-	Code    string `json:"code"`
+	// Code is tedious's error code (ESOCKET, EENCRYPT, ELOGIN, ...), or
+	// jTDS's SQLState.
+	Code string `json:"code"`
+	// Stage is where jTDS failed: connect (the Browser lookup, TLS, the
+	// login and the statements jTDS sends right after it) or query.
+	Stage   string `json:"stage"`
 	Results struct {
 		Select1     int      `json:"select1"`
 		Version     string   `json:"version"`
@@ -70,8 +75,11 @@ func Testdata() string {
 // Tedious is one run of tedious 19 (testdata/node/client.js): connect,
 // SELECT 1, @@VERSION and two rowsets, then close.
 type Tedious struct {
-	Host     string
-	Port     int
+	Host string
+	Port int
+	// Instance, when set, is a named instance: tedious asks SQL Server
+	// Browser (UDP 1434 of Host) for its port, and Port is ignored.
+	Instance string
 	User     string
 	Password string
 	// Encrypt is tedious's encrypt option: true, false or "strict".
@@ -113,7 +121,7 @@ func (o Tedious) Run(ctx context.Context) (Result, error) {
 	}
 	cfg, err := json.Marshal(map[string]any{
 		"host": o.Host, "port": o.Port, "user": o.User,
-		"encrypt": o.Encrypt, "ca": o.CAFile, "cancel": o.Cancel,
+		"encrypt": o.Encrypt, "ca": o.CAFile, "cancel": o.Cancel, "instance": o.Instance,
 	})
 	if err != nil {
 		return Result{}, err

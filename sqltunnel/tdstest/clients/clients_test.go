@@ -11,7 +11,7 @@ import (
 // TestTestdata: the scripts are where Testdata says, whatever the working
 // directory of the test binary that uses this package.
 func TestTestdata(t *testing.T) {
-	for _, f := range []string{"pytds_client.py", filepath.Join("node", "client.js"), filepath.Join("node", "package-lock.json")} {
+	for _, f := range []string{"pytds_client.py", filepath.Join("node", "client.js"), filepath.Join("node", "package-lock.json"), filepath.Join("jtds", "Client.java")} {
 		if _, err := os.Stat(filepath.Join(Testdata(), f)); err != nil {
 			t.Errorf("client script: %v", err)
 		}

@@ -4,7 +4,8 @@
 // Usage: node client.js '<json config>'; the password comes from the
 // TDSTEST_PASSWORD environment variable. Config: host, port, user, encrypt
 // (true, false or "strict"), ca (PEM file to trust; trustServerCertificate is
-// always false), cancel (bool).
+// always false), cancel (bool), instance (a named instance: tedious asks SQL
+// Server Browser on UDP 1434 of host for its port, and port is ignored).
 //
 // It prints JSON lines on stdout. With cancel set it prints
 // {"event":"waitfor-sent"} after sending a long WAITFOR and waits for a line
@@ -23,7 +24,6 @@ const out = (o) => process.stdout.write(JSON.stringify(o) + '\n');
 
 function connect() {
   const options = {
-    port: cfg.port,
     database: 'master',
     appName: 'tdstest-tedious',
     encrypt: cfg.encrypt,
@@ -31,6 +31,12 @@ function connect() {
     connectTimeout: 20000,
     requestTimeout: 0,
   };
+  // tedious refuses port and instanceName together.
+  if (cfg.instance) {
+    options.instanceName = cfg.instance;
+  } else {
+    options.port = cfg.port;
+  }
   if (cfg.ca) {
     options.cryptoCredentialsDetails = { ca: fs.readFileSync(cfg.ca) };
   }
