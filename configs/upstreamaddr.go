@@ -3,7 +3,6 @@ package configs
 import (
 	"fmt"
 	"net"
-	"regexp"
 	"strconv"
 	"strings"
 )
@@ -28,10 +27,6 @@ func (a UpstreamAddress) String() string {
 	return net.JoinHostPort(a.Host, strconv.Itoa(a.Port))
 }
 
-// instanceRE is a SQL Server instance name: up to 16 characters, a letter
-// or underscore first, then letters, digits, '_', '$' or '#'.
-var instanceRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_$#]{0,15}$`)
-
 // ParseUpstreamAddress parses an upstream address; its errors say what to
 // write instead.
 func ParseUpstreamAddress(s string) (UpstreamAddress, error) {
@@ -41,7 +36,7 @@ func ParseUpstreamAddress(s string) (UpstreamAddress, error) {
 			return UpstreamAddress{}, fmt.Errorf(`%q: missing host before the instance name; write host\INSTANCE`, s)
 		case strings.ContainsAny(host, ":[]"):
 			return UpstreamAddress{}, fmt.Errorf(`%q: a named instance takes no port (SQL Browser gives it); write host\INSTANCE or host:port`, s)
-		case !instanceRE.MatchString(inst):
+		case !instanceNameRE.MatchString(inst):
 			return UpstreamAddress{}, fmt.Errorf("%q: %q is not an instance name (up to 16 letters, digits, _, $ or #, starting with a letter or _)", s, inst)
 		}
 		return UpstreamAddress{Host: host, Instance: inst}, nil

@@ -16,28 +16,21 @@ type Resolver interface {
 }
 
 // InstanceResolver finds the TCP port of a named SQL Server instance, as
-// the host's SQL Browser (UDP 1434) announces it. Implementations may cache
-// answers; Forget drops a cached answer after a dial to its port failed, so
-// that an instance restarted on another port is found again.
+// the host's SQL Browser (UDP 1434) announces it; *browser.Cache implements
+// it. Implementations may cache answers; Invalidate drops a cached answer
+// after a dial to its port failed, so that an instance restarted on another
+// port is found again.
 type InstanceResolver interface {
-	InstancePort(ctx context.Context, host, instance string) (int, error)
-	Forget(host, instance string)
+	LookupPort(ctx context.Context, host, instance string) (int, error)
+	Invalidate(host, instance string)
 }
-
-// errNoInstanceResolver is the dial error of a host\INSTANCE upstream on a
-// listener built without WithInstanceResolver.
-var errNoInstanceResolver = errors.New("no SQL Browser client configured for named instances")
 
 // dialUpstream connects to a, within ctx (the dial timeout covers the
 // whole attempt: Browser lookup, name resolution and TCP connect).
 func (l *Listener) dialUpstream(ctx context.Context, a configs.UpstreamAddress) (net.Conn, error) {
 	port := a.Port
 	if a.Instance != "" {
-		ir := l.opts.instances
-		if ir == nil {
-			return nil, errNoInstanceResolver
-		}
-		p, err := ir.InstancePort(ctx, a.Host, a.Instance)
+		p, err := l.opts.instances.LookupPort(ctx, a.Host, a.Instance)
 		if err != nil {
 			return nil, fmt.Errorf("asking the SQL Browser of %s for instance %s: %w", a.Host, a.Instance, err)
 		}
@@ -45,7 +38,7 @@ func (l *Listener) dialUpstream(ctx context.Context, a configs.UpstreamAddress) 
 	}
 	c, err := l.dialHost(ctx, a.Host, port)
 	if err != nil && a.Instance != "" {
-		l.opts.instances.Forget(a.Host, a.Instance)
+		l.opts.instances.Invalidate(a.Host, a.Instance)
 	}
 	return c, err
 }

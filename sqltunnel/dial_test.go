@@ -10,6 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/zap/zaptest"
+
+	"github.com/gateway-project/gateway/sqltunnel/browser"
 	"github.com/gateway-project/gateway/sqltunnel/tdstest"
 )
 
@@ -121,7 +124,7 @@ type fakeInstances struct {
 	forgot  []string
 }
 
-func (f *fakeInstances) InstancePort(_ context.Context, host, instance string) (int, error) {
+func (f *fakeInstances) LookupPort(_ context.Context, host, instance string) (int, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.lookups++
@@ -131,7 +134,7 @@ func (f *fakeInstances) InstancePort(_ context.Context, host, instance string) (
 	return 0, errors.New("instance not found")
 }
 
-func (f *fakeInstances) Forget(host, instance string) {
+func (f *fakeInstances) Invalidate(host, instance string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.forgot = append(f.forgot, host+`\`+instance)
@@ -141,7 +144,7 @@ func (f *fakeInstances) Forget(host, instance string) {
 // port the SQL Browser gives; a failed dial forgets the answer, so the next
 // connection asks again and finds an instance that moved.
 func TestUpstreamNamedInstance(t *testing.T) {
-	srv, caFile := upstreamDouble(t, tdstest.Config{Encryption: tdstest.EncryptForced})
+	srv, caFile := upstreamDouble(t, tdstest.Config{Encryption: tdstest.EncryptForced, Instance: "SQLEXPRESS"})
 	dead := freeLoopbackAddr(t)
 	ir := &fakeInstances{ports: map[string]int{`127.0.0.1\SQLEXPRESS`: dead.port}}
 	g := startGateway(t, listenerConfig(`127.0.0.1\SQLEXPRESS`, caFile), WithInstanceResolver(ir))
@@ -181,4 +184,51 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+// TestUpstreamNamedInstanceBrowser: with no InstanceResolver given, an
+// upstream host\INSTANCE is found through that host's real SQL Browser
+// (the double's), and the instance name travels in the upstream PRELOGIN so
+// that the server checks it: an instance answering to another name is a
+// refused login (50905), never a login sent to the wrong server.
+func TestUpstreamNamedInstanceBrowser(t *testing.T) {
+	b, err := tdstest.NewBrowser("", zaptest.NewLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Close() })
+	good, caFile := upstreamDouble(t, tdstest.Config{Addr: b.Host() + ":0", Encryption: tdstest.EncryptForced, Instance: "SQLEXPRESS"})
+	if err := b.Announce(good); err != nil {
+		t.Fatal(err)
+	}
+	cfg := listenerConfig(b.Host()+`\sqlexpress`, caFile)
+	cfg.Upstream.ServerName = "localhost" // the double's certificate
+	g := startGateway(t, cfg)
+	if err := selectOne(testCtx(t), g.open(t, map[string]string{"encrypt": "true"})); err != nil {
+		t.Fatal(err)
+	}
+	recs, err := good.Wait(testCtx(t), func(rs []tdstest.SessionRecord) bool { return len(rs) > 0 && rs[0].RequestCount > 0 })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := recs[0]; !r.LoggedIn || r.Instance != "sqlexpress" {
+		t.Errorf("upstream session: logged in %t, PRELOGIN instance %q; want the configured instance", r.LoggedIn, r.Instance)
+	}
+
+	t.Run("another instance answers", func(t *testing.T) {
+		other, caFile := upstreamDouble(t, tdstest.Config{Addr: b.Host() + ":0", Encryption: tdstest.EncryptForced, Instance: "OTHER"})
+		if err := b.SetInstances(browser.Instance{Name: "SQLEXPRESS", Port: other.Port()}); err != nil {
+			t.Fatal(err)
+		}
+		cfg := listenerConfig(b.Host()+`\SQLEXPRESS`, caFile)
+		cfg.Upstream.ServerName = "localhost"
+		g := startGateway(t, cfg)
+		err := selectOne(testCtx(t), g.open(t, map[string]string{"encrypt": "true"}))
+		if me := sqlError(t, err); me.Number != ErrorNumberUpstreamProtocol || !strings.Contains(me.Message, "instance name mismatch") {
+			t.Fatalf("error %d %q, want %d for the instance mismatch", me.Number, me.Message, ErrorNumberUpstreamProtocol)
+		}
+		if recs := other.Sessions(); len(recs) != 1 || recs[0].User != "" {
+			t.Errorf("the wrong instance received a login: %+v", recs)
+		}
+	})
 }

@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/gateway-project/gateway/configs"
+	"github.com/gateway-project/gateway/sqltunnel/browser"
 	"github.com/gateway-project/gateway/sqltunnel/tdstls"
 	"github.com/gateway-project/gateway/tlsmgr"
 )
@@ -72,6 +73,9 @@ func New(cfg configs.SQLListener, serverTLS ServerTLS, logger *zap.Logger, opts 
 	}
 	if logger == nil {
 		logger = zap.NewNop()
+	}
+	if o.instances == nil {
+		o.instances = browser.NewCache(nil, 0)
 	}
 	if err := checkConfig(cfg); err != nil {
 		return nil, err

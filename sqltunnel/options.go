@@ -116,8 +116,8 @@ func WithResolver(r Resolver) Option {
 }
 
 // WithInstanceResolver sets how the port of an upstream named instance
-// (upstream.address host\INSTANCE) is found: normally a SQL Browser
-// client. Without one, such an upstream cannot be dialled.
+// (upstream.address host\INSTANCE) is found. Nil (the default) asks the
+// host's SQL Browser, keeping answers for browser.DefaultCacheTTL.
 func WithInstanceResolver(r InstanceResolver) Option {
 	return func(o *options) { o.instances = r }
 }

@@ -109,7 +109,7 @@ func (u *upstream) prelogin(ctx context.Context, client *tds.Prelogin) {
 	if u.mode == configs.UpstreamEncryptionDisabledLoopback {
 		enc = tds.EncryptNotSup
 	}
-	payload, err := upstreamPrelogin(client, enc).MarshalBinary()
+	payload, err := upstreamPrelogin(client, enc, u.target.Instance).MarshalBinary()
 	if err == nil {
 		err = tds.NewWriter(u.conn).WriteMessage(tds.Message{Type: tds.PacketPrelogin, Status: tds.StatusEOM, Payload: payload})
 	}
@@ -162,17 +162,18 @@ func (u *upstream) prelogin(ctx context.Context, client *tds.Prelogin) {
 
 // upstreamPrelogin is the PRELOGIN the gateway sends upstream: our VERSION
 // and ENCRYPTION; the client's MARS, THREADID, TRACEID, FEDAUTHREQUIRED and
-// NONCEOPT, which only make sense end to end; and INSTOPT for the default
-// instance (a lone NUL, as go-mssqldb sends without an instance name). The
-// upstream address names a TCP port, which already selects the instance,
-// and SQL Server only checks a non-empty instance name; so the name a client
-// put in its own INSTOPT, which refers to the gateway, is not forwarded.
+// NONCEOPT, which only make sense end to end; and INSTOPT naming the
+// upstream's instance: the instance of a host\INSTANCE address, so that
+// SQL Server checks the Browser's port led to it (prelogin refuses a
+// mismatch), else the default instance (a lone NUL, as go-mssqldb sends
+// without an instance name), whose port already selects it. The name a
+// client put in its own INSTOPT refers to the gateway and is not forwarded.
 // Options the codec does not know are dropped.
-func upstreamPrelogin(client *tds.Prelogin, enc tds.Encryption) *tds.Prelogin {
+func upstreamPrelogin(client *tds.Prelogin, enc tds.Encryption, instance string) *tds.Prelogin {
 	return &tds.Prelogin{
 		Version:         gatewayVersion,
 		Encryption:      new(enc),
-		InstOpt:         tds.InstanceOpt(""),
+		InstOpt:         tds.InstanceOpt(instance),
 		ThreadID:        client.ThreadID,
 		MARS:            client.MARS,
 		TraceID:         client.TraceID,

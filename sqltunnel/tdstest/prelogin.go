@@ -3,6 +3,7 @@ package tdstest
 import (
 	"fmt"
 	"io"
+	"strings"
 
 	"go.uber.org/zap"
 
@@ -98,14 +99,19 @@ func (ss *session) readPrelogin(r *tds.Reader) (*tds.Prelogin, error) {
 	return p, nil
 }
 
-// writePrelogin sends the PRELOGIN answer: VERSION, ENCRYPTION, INSTOPT 0
-// (the instance matched), THREADID, MARS off, and FEDAUTHREQUIRED echoed
-// when the client sent it.
+// writePrelogin sends the PRELOGIN answer: VERSION, ENCRYPTION, INSTOPT
+// (0: the instance matched; 1 when the client named an instance other than
+// Config.Instance, as SQL Server answers), THREADID, MARS off, and
+// FEDAUTHREQUIRED echoed when the client sent it.
 func (ss *session) writePrelogin(w io.Writer, client *tds.Prelogin, answer tds.Encryption) error {
+	instOpt := byte(0)
+	if name := client.Instance(); name != "" && !strings.EqualFold(name, "MSSQLServer") && !strings.EqualFold(name, ss.srv.cfg.Instance) {
+		instOpt = 1
+	}
 	reply := tds.Prelogin{
 		Version:    serverVersion,
 		Encryption: &answer,
-		InstOpt:    []byte{0},
+		InstOpt:    []byte{instOpt},
 		ThreadID:   new(uint32(ss.spid)),
 		MARS:       new(false),
 	}
