@@ -39,7 +39,12 @@ const (
 // section, and JSON flattens the embedded struct.
 type gwSQLConfig struct {
 	gwConfig
-	SQL []gwSQL `json:"sql"`
+	SQLBrowser *gwSQLBrowser `json:"sql_browser,omitempty"`
+	SQL        []gwSQL       `json:"sql"`
+}
+
+type gwSQLBrowser struct {
+	Listen string `json:"listen"`
 }
 
 type gwSQL struct {
@@ -47,6 +52,7 @@ type gwSQL struct {
 	Listen           string        `json:"listen"`
 	Hostname         string        `json:"hostname"`
 	ClientEncryption string        `json:"client_encryption"`
+	Instance         string        `json:"instance,omitempty"`
 	MaxConnections   int           `json:"max_connections,omitempty"`
 	Upstream         gwSQLUpstream `json:"upstream"`
 }
@@ -153,8 +159,8 @@ func startSQLGateway(t *testing.T, cfg *gwSQLConfig) *sqlGateway {
 	g.proc = startProc(t, procSpec{name: "gateway", bin: gatewayBin, args: []string{"run", "--config", file}})
 	ready := g.waitLog(t, 60*time.Second, `"gateway ready"`, msgIs("gateway ready"))
 	g.addr = ready.str("sql_addr")
-	if !strings.HasPrefix(g.addr, "127.0.0.1:") {
-		t.Fatalf("gateway ready: sql_addr %q, want 127.0.0.1:PORT", g.addr)
+	if !strings.HasPrefix(g.addr, "127.") {
+		t.Fatalf("gateway ready: sql_addr %q, want a loopback 127.x.y.z:PORT", g.addr)
 	}
 	g.port = portOf(t, g.addr)
 	t.Cleanup(func() { g.assertNoSecret(t) })

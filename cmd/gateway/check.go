@@ -94,11 +94,15 @@ func printPlan(w io.Writer, l *configs.Loaded, sources []tlsmgr.NameSource) {
 	if l.HTTP.RedirectListen != "" {
 		fmt.Fprintf(w, "http    %s -> 308 to https\n", l.HTTP.RedirectListen)
 	}
+	printBrowser(w, l)
 	for _, s := range l.SQL {
 		up := s.Upstream
 		verify := describeVerification(up)
 		fmt.Fprintf(w, "sql     %s %s (client_encryption %s) -> %s (encryption %s, %s)\n",
 			s.Name, s.Listen, s.ClientEncryption, up.Address, up.Encryption, verify)
+		if s.Instance != "" {
+			fmt.Fprintf(w, "    instance %s (clients write HOST\\%s)\n", s.Instance, s.Instance)
+		}
 		fmt.Fprintf(w, "    %s\n", describeRouting(up))
 		fmt.Fprintf(w, "    certificate %s: %s\n", s.Hostname, certOf[strings.ToLower(s.Hostname)])
 	}
@@ -117,6 +121,23 @@ func describeVerification(u configs.SQLUpstream) string {
 		return fmt.Sprintf("verifying %s against %s", t.ServerName, t.CAFile)
 	default:
 		return fmt.Sprintf("verifying %s against system roots", t.ServerName)
+	}
+}
+
+// printBrowser describes the SQL Browser responder: what it announces, or
+// that instance names are set but nothing announces them.
+func printBrowser(w io.Writer, l *configs.Loaded) {
+	var named []string
+	for _, s := range l.SQL {
+		if s.Instance != "" {
+			named = append(named, fmt.Sprintf("%s (%s %s)", s.Instance, s.Name, s.Listen))
+		}
+	}
+	switch {
+	case l.SQLBrowser.Listen != "":
+		fmt.Fprintf(w, "sql-browser udp %s -> %s\n", l.SQLBrowser.Listen, strings.Join(named, ", "))
+	case len(named) > 0:
+		fmt.Fprintf(w, "sql-browser off (instance names set: %s; set sql_browser.listen to announce them)\n", strings.Join(named, ", "))
 	}
 }
 

@@ -17,6 +17,7 @@ import (
 	"github.com/gateway-project/gateway/configs"
 	"github.com/gateway-project/gateway/proxy"
 	"github.com/gateway-project/gateway/sqltunnel"
+	"github.com/gateway-project/gateway/sqltunnel/browser"
 	"github.com/gateway-project/gateway/tlsmgr"
 )
 
@@ -132,6 +133,8 @@ type staged struct {
 	sqlKept    []*sqltunnel.Listener
 	adminSet   bool
 	newAdmin   *admin.Server
+	browserSet bool               // sql_browser.listen changed
+	newBrowser *browser.Responder // bound, not serving; nil when it is now ""
 }
 
 func (st *staged) abort() {
@@ -153,6 +156,9 @@ func (st *staged) abort() {
 	}
 	if st.newAdmin != nil {
 		st.newAdmin.Close()
+	}
+	if st.newBrowser != nil {
+		_ = st.newBrowser.Close()
 	}
 }
 
@@ -230,6 +236,13 @@ func (g *runningGateway) applyReload() ([]zap.Field, error) {
 				return nil, err
 			}
 			st.newAdmin = a
+		}
+	}
+
+	if next.SQLBrowser.Listen != g.cfg.SQLBrowser.Listen {
+		st.browserSet = true
+		if st.newBrowser, err = g.newBrowser(next.SQLBrowser); err != nil {
+			return nil, err
 		}
 	}
 
@@ -365,6 +378,18 @@ func (g *runningGateway) commit(next configs.Config, st *staged, certSum tlsmgr.
 		fields = append(fields, zap.Duration("drain_timeout", next.DrainTimeout))
 	}
 	g.cfg = next
+	// The Browser announces the listeners' new ports (a changed or added
+	// listener may have a new one).
+	if st.browserSet {
+		g.serveBrowser(st.newBrowser)
+		addr := ""
+		if st.newBrowser != nil {
+			addr = st.newBrowser.Addr().String()
+		}
+		fields = append(fields, zap.String("sql_browser_addr", addr))
+	} else {
+		g.announce()
+	}
 	g.parts.Store(&gatewayParts{https: g.https, sql: g.sql})
 	return fields
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/gateway-project/gateway/configs"
 	"github.com/gateway-project/gateway/proxy"
 	"github.com/gateway-project/gateway/sqltunnel"
+	"github.com/gateway-project/gateway/sqltunnel/browser"
 	"github.com/gateway-project/gateway/tlsmgr"
 )
 
@@ -86,10 +87,11 @@ type runningGateway struct {
 	life   lifecycle
 	certs  *tlsmgr.Manager
 
-	proxyMetrics *proxy.Metrics
-	sqlMetrics   *sqltunnel.Metrics
-	process      *admin.Process
-	registry     *prometheus.Registry
+	proxyMetrics   *proxy.Metrics
+	sqlMetrics     *sqltunnel.Metrics
+	browserMetrics *browser.Metrics
+	process        *admin.Process
+	registry       *prometheus.Registry
 
 	// Parts serve under serveCtx; cancel starts their drain.
 	serveCtx context.Context
@@ -109,6 +111,9 @@ type runningGateway struct {
 	admin       *admin.Server
 	adminCancel context.CancelFunc
 	adminDone   chan struct{}
+	// browser answers SQL Browser requests; nil when sql_browser.listen is "".
+	browser       *browser.Responder
+	browserCancel context.CancelFunc
 
 	parts    atomic.Pointer[gatewayParts] // what readiness looks at
 	started  atomic.Bool
@@ -127,18 +132,19 @@ type gatewayParts struct {
 func startGateway(ctx context.Context, cfg configs.Config, logger *zap.Logger, opts gatewayOptions) (*runningGateway, error) {
 	certMetrics := tlsmgr.NewMetrics()
 	g := &runningGateway{
-		logger:       logger,
-		opts:         opts,
-		life:         lifecycleFrom(ctx, logger),
-		proxyMetrics: proxy.NewMetrics(),
-		sqlMetrics:   sqltunnel.NewMetrics(),
-		process:      admin.NewProcess(version, vcsCommit(), time.Now()),
-		ctx:          ctx,
-		cfg:          cfg,
-		failed:       make(chan error, 1),
-		adminDone:    make(chan struct{}),
+		logger:         logger,
+		opts:           opts,
+		life:           lifecycleFrom(ctx, logger),
+		proxyMetrics:   proxy.NewMetrics(),
+		sqlMetrics:     sqltunnel.NewMetrics(),
+		browserMetrics: browser.NewMetrics(),
+		process:        admin.NewProcess(version, vcsCommit(), time.Now()),
+		ctx:            ctx,
+		cfg:            cfg,
+		failed:         make(chan error, 1),
+		adminDone:      make(chan struct{}),
 	}
-	reg, err := admin.NewRegistry(g.process, g.proxyMetrics, g.sqlMetrics, certMetrics)
+	reg, err := admin.NewRegistry(g.process, g.proxyMetrics, g.sqlMetrics, g.browserMetrics, certMetrics)
 	if err != nil {
 		return nil, fmt.Errorf("metrics: %w", err)
 	}
@@ -175,6 +181,10 @@ func startGateway(ctx context.Context, cfg configs.Config, logger *zap.Logger, o
 		}
 		g.sql = append(g.sql, l)
 	}
+	sqlBrowser, err := g.newBrowser(cfg.SQLBrowser)
+	if err != nil {
+		return fail(err)
+	}
 	if cfg.Admin.Listen != "" {
 		g.admin = g.newAdmin(cfg.Admin.Listen)
 		if err := g.admin.Listen(); err != nil {
@@ -189,6 +199,7 @@ func startGateway(ctx context.Context, cfg configs.Config, logger *zap.Logger, o
 	for _, l := range g.sql {
 		g.serveSQL(l)
 	}
+	g.serveBrowser(sqlBrowser)
 	g.serveAdmin(g.admin)
 	g.parts.Store(&gatewayParts{https: g.https, sql: g.sql})
 	// Listeners serve before certificates are obtained: ACME challenges
@@ -210,6 +221,9 @@ func startGateway(ctx context.Context, cfg configs.Config, logger *zap.Logger, o
 	}
 	if len(g.sql) > 0 {
 		fields = append(fields, zap.Any("sql_listeners", sqlAddrs(g.sql)))
+	}
+	if g.browser != nil {
+		fields = append(fields, zap.Stringer("sql_browser_addr", g.browser.Addr()))
 	}
 	if g.admin != nil {
 		fields = append(fields, zap.Stringer("admin_addr", g.admin.Addr()))

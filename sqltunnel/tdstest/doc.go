@@ -24,6 +24,15 @@
 //	SELECT * FROM tdstest.nrows(N, M)     N rows of one NVARCHAR column of M bytes (M even)
 //	WAITFOR DELAY 'hh:mm:ss[.fff]'        returns after the delay, or early on attention
 //	SET ...                               accepted and ignored (drivers send these on connect)
+//	SELECT e1[, e2 ...]                   one row; each e an integer literal, @@VERSION,
+//	                                      @@MAX_PRECISION, @@TRANCOUNT, @@SPID, @@SERVERNAME,
+//	                                      @@LANGUAGE, DB_NAME() or SERVERPROPERTY('name'),
+//	                                      optionally AS alias (session-setup queries)
+//
+// A batch of several of the statements above without rowsets or delays,
+// one per line or separated by ';' (jTDS sends SELECT @@MAX_PRECISION and
+// SET statements in one batch right after login), gets one result per
+// statement, each but the last DONE with DONE_MORE, as SQL Server answers.
 //
 // Rowsets are streamed packet by packet (columns over 8000 bytes use the
 // MAX types and PLP chunks), so a 256 MiB result costs one packet of memory;
@@ -37,8 +46,9 @@
 //
 // What it does not do: it is not a database (no tables, no data, no
 // parameters beyond the statement text of sp_executesql), it does not
-// implement MARS, SSPI/Kerberos/NTLM, federated authentication, bulk load or
-// the SQL Browser, and it is not hardened for hostile networks: it listens on
-// loopback for tests. It never panics on malformed input; such a connection
+// implement MARS, SSPI/Kerberos/NTLM, federated authentication or bulk
+// load, and it is not hardened for hostile networks: it listens on loopback
+// for tests. A Browser (NewBrowser) announces servers with a Config.Instance,
+// so that clients and the gateway can reach them as HOST\INSTANCE. It never panics on malformed input; such a connection
 // is closed and its record says why.
 package tdstest

@@ -87,19 +87,18 @@ func (ss *session) execute(text string, rpc bool, idx int) error {
 		b        []byte
 	)
 	switch st.kind {
-	case stmtEmpty, stmtSet:
-		_, err = ss.w.Write(appendDone(nil, ss.ver, done))
-	case stmtSelectInt:
-		b = appendColMetadata(b, ss.ver, []column{{typ: typeInt4}})
-		b = appendInt4Row(b, int32(st.n))
-		_, err = ss.w.Write(selectDone(b, ss.ver, done, 1))
-	case stmtSelectVersion:
-		v := utf16.Encode([]rune(ss.cfg.version()))
-		v = v[:min(len(v), maxShortLen/2)]
-		b = appendColMetadata(b, ss.ver, []column{{typ: typeNVarChar, maxLen: max(600, 2*len(v)), flags: flagNullable}})
-		b = append(b, byte(tds.TokenRow))
-		b = appendShortValue(b, appendUCS2(nil, string(utf16.Decode(v))))
-		_, err = ss.w.Write(selectDone(b, ss.ver, done, 1))
+	case stmtEmpty, stmtSet, stmtSelectInt, stmtSelectVersion, stmtScalars:
+		_, err = ss.w.Write(ss.appendSimple(nil, st, done))
+	case stmtBatch:
+		// One result per statement, each DONE but the last with DONE_MORE.
+		for i, sub := range st.batch {
+			d := done
+			if i < len(st.batch)-1 {
+				d.Status |= tds.DoneMore
+			}
+			b = ss.appendSimple(b, sub, d)
+		}
+		_, err = ss.w.Write(b)
 	case stmtRows, stmtNRows:
 		canceled, err = ss.streamRows(st, done)
 	case stmtWaitFor:
@@ -122,6 +121,27 @@ func (ss *session) execute(text string, rpc bool, idx int) error {
 		}
 	}
 	return ss.w.end()
+}
+
+// appendSimple appends the whole answer of a simple statement (see
+// statement.simple), ending with done.
+func (ss *session) appendSimple(b []byte, st statement, done tds.Done) []byte {
+	switch st.kind {
+	case stmtSelectInt:
+		b = appendColMetadata(b, ss.ver, []column{{typ: typeInt4}})
+		b = appendInt4Row(b, int32(st.n))
+		return selectDone(b, ss.ver, done, 1)
+	case stmtSelectVersion:
+		v := utf16.Encode([]rune(ss.cfg.version()))
+		v = v[:min(len(v), maxShortLen/2)]
+		b = appendColMetadata(b, ss.ver, []column{{typ: typeNVarChar, maxLen: max(600, 2*len(v)), flags: flagNullable}})
+		b = append(b, byte(tds.TokenRow))
+		b = appendShortValue(b, appendUCS2(nil, string(utf16.Decode(v))))
+		return selectDone(b, ss.ver, done, 1)
+	case stmtScalars:
+		return ss.appendScalars(b, st.exprs, done)
+	}
+	return appendDone(b, ss.ver, done) // empty, SET
 }
 
 // selectDone appends the DONE of a SELECT that returned rows rows.

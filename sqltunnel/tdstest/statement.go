@@ -20,6 +20,8 @@ const (
 	stmtRows                   // SELECT * FROM tdstest.rows(N, M)
 	stmtNRows                  // SELECT * FROM tdstest.nrows(N, M)
 	stmtWaitFor                // WAITFOR DELAY 'hh:mm:ss[.fff]'
+	stmtScalars                // SELECT of session values: @@SPID, DB_NAME(), SERVERPROPERTY('...'), ...
+	stmtBatch                  // several of the statements above without rows or delays, one result each
 )
 
 // statement is a parsed batch.
@@ -28,7 +30,19 @@ type statement struct {
 	n     int64 // SELECT <integer>: the value; rows/nrows: row count
 	m     int   // rows/nrows: bytes per value
 	delay time.Duration
-	err   string // why an otherwise recognised statement is refused
+	exprs []expr      // stmtScalars
+	batch []statement // stmtBatch
+	err   string      // why an otherwise recognised statement is refused
+}
+
+// simple reports whether st answers with one small result or a DONE, so
+// that it may be one statement of a batch.
+func (st statement) simple() bool {
+	switch st.kind {
+	case stmtEmpty, stmtSet, stmtSelectInt, stmtSelectVersion, stmtScalars:
+		return st.err == ""
+	}
+	return false
 }
 
 // Limits on generated results, far above what tests and benchmarks need.
@@ -50,13 +64,18 @@ var (
 // documentation. Matching is case-insensitive and ignores surrounding
 // whitespace and one trailing semicolon.
 func parseStatement(text string) statement {
+	if st, ok := parseBatch(text); ok {
+		return st
+	}
 	s := strings.TrimSpace(text)
 	s = strings.TrimSpace(strings.TrimSuffix(s, ";"))
 	lower := strings.ToLower(s)
 	switch {
 	case s == "":
 		return statement{kind: stmtEmpty}
-	case strings.HasPrefix(lower, "set ") || strings.HasPrefix(lower, "set\t") || strings.HasPrefix(lower, "set\n"):
+	case (strings.HasPrefix(lower, "set ") || strings.HasPrefix(lower, "set\t")) && len(splitBatch(s)) == 1:
+		// One SET; a SET followed by other statements is a batch, answered
+		// only when parseBatch knows each of them.
 		return statement{kind: stmtSet}
 	case reVersion.MatchString(lower):
 		return statement{kind: stmtSelectVersion}
@@ -92,7 +111,31 @@ func parseStatement(text string) statement {
 		}
 		return statement{kind: stmtWaitFor, delay: d}
 	}
+	if rest, ok := strings.CutPrefix(lower, "select"); ok && rest != "" && (rest[0] == ' ' || rest[0] == '\t' || rest[0] == '\n' || rest[0] == '\r') {
+		if exprs, ok := parseScalars(strings.TrimSpace(rest)); ok {
+			return statement{kind: stmtScalars, exprs: exprs}
+		}
+	}
 	return statement{kind: stmtUnknown}
+}
+
+// parseBatch is parseStatement for a batch of several statements (lines,
+// or ';'), each of them simple: a session-setup batch. ok is false for a
+// single statement or one that is not simple.
+func parseBatch(text string) (statement, bool) {
+	parts := splitBatch(text)
+	if len(parts) < 2 {
+		return statement{}, false
+	}
+	batch := make([]statement, 0, len(parts))
+	for _, p := range parts {
+		st := parseStatement(p)
+		if !st.simple() {
+			return statement{}, false
+		}
+		batch = append(batch, st)
+	}
+	return statement{kind: stmtBatch, batch: batch}, true
 }
 
 // parseDelay parses WAITFOR DELAY's 'hh:mm:ss[.fff]'.
