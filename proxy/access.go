@@ -33,7 +33,11 @@ func (srv *Server) logRequest(r *http.Request, s *site, rs *requestState, rec *r
 	if body != nil {
 		in = body.n.Load()
 	}
-	srv.metrics.request(s.name, r.Method, status, d, in, rec.bytes)
+	var tlsVersion uint16
+	if r.TLS != nil {
+		tlsVersion = r.TLS.Version
+	}
+	srv.metrics.request(s.name, r.Method, status, d, in, rec.bytes, tlsVersion)
 
 	ce := srv.access.Check(zapcore.InfoLevel, "request")
 	if ce == nil {

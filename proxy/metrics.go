@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"crypto/tls"
 	"net/http"
 	"strconv"
 	"sync"
@@ -35,11 +36,17 @@ import (
 //	    failed upstream round trips by error kind (timeout, connection_refused,
 //	    tls, ...), as logged in error_kind
 //	gateway_tls_handshakes_total{protocol="https",listener="https",version,result}
+//	gateway_http_requests_tls_total{tls_version}
+//	    requests by the TLS version of the connection that carried them
+//	    ("1.2", "1.3"), for the audit report and the status page
 //
 // Create it with NewMetrics and register it in the process's registry; no
 // global registry is used. A nil *Metrics records nothing.
 type Metrics struct {
 	requests    *prometheus.CounterVec
+	requestsTLS *prometheus.CounterVec
+	tls12       prometheus.Counter // requestsTLS children, bound once
+	tls13       prometheus.Counter
 	duration    *prometheus.HistogramVec
 	bytes       *prometheus.CounterVec
 	connsTotal  prometheus.Counter
@@ -56,7 +63,18 @@ type Metrics struct {
 
 // NewMetrics creates the collector; nothing is registered anywhere.
 func NewMetrics() *Metrics {
+	m := newMetrics()
+	m.tls12 = m.requestsTLS.WithLabelValues(tlsmgr.HandshakeVersion(tls.VersionTLS12))
+	m.tls13 = m.requestsTLS.WithLabelValues(tlsmgr.HandshakeVersion(tls.VersionTLS13))
+	return m
+}
+
+func newMetrics() *Metrics {
 	return &Metrics{
+		requestsTLS: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gateway_http_requests_tls_total",
+			Help: "HTTPS requests by the TLS version of their connection.",
+		}, []string{"tls_version"}),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gateway_http_requests_total",
 			Help: "HTTPS requests by site, method and status class.",
@@ -94,6 +112,7 @@ func NewMetrics() *Metrics {
 // Describe implements prometheus.Collector.
 func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
 	m.requests.Describe(ch)
+	m.requestsTLS.Describe(ch)
 	m.duration.Describe(ch)
 	m.bytes.Describe(ch)
 	m.connsTotal.Describe(ch)
@@ -108,6 +127,7 @@ func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
 // Collect implements prometheus.Collector.
 func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 	m.requests.Collect(ch)
+	m.requestsTLS.Collect(ch)
 	m.duration.Collect(ch)
 	m.bytes.Collect(ch)
 	m.connsTotal.Collect(ch)
@@ -161,10 +181,20 @@ func (m *Metrics) detach(s *Server) {
 	m.mu.Unlock()
 }
 
-// request records one finished request.
-func (m *Metrics) request(site, method string, status int, d time.Duration, in, out int64) {
+// request records one finished request, carried by TLS version tlsVersion
+// (crypto/tls's constant; 0 without TLS).
+func (m *Metrics) request(site, method string, status int, d time.Duration, in, out int64, tlsVersion uint16) {
 	if m == nil {
 		return
+	}
+	switch tlsVersion {
+	case tls.VersionTLS12:
+		m.tls12.Inc()
+	case tls.VersionTLS13:
+		m.tls13.Inc()
+	case 0:
+	default:
+		m.requestsTLS.WithLabelValues(tlsmgr.HandshakeVersion(tlsVersion)).Inc()
 	}
 	method, class := methodLabel(method), codeClass(status)
 	m.requests.WithLabelValues(site, method, class).Inc()

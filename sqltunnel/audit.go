@@ -7,6 +7,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/gateway-project/gateway/sqltunnel/tds"
+	"github.com/gateway-project/gateway/tlsmgr"
 )
 
 // auditRecord collects, along a connection, what the "sql login" line
@@ -138,7 +139,15 @@ func (s *session) logLogin() {
 	}
 	f = append(f, zap.Duration("login_duration", time.Since(a.loginStart)))
 	s.log.Info("sql login", f...)
-	s.l.opts.metrics.login(s.l.cfg.Name, a.outcome)
+	s.l.opts.metrics.login(s.l.cfg.Name, a.outcome, tlsLabel(a.clientTLS), tlsLabel(a.upstreamTLS), a.errorNumber)
+}
+
+// tlsLabel is a leg's TLS version for the metrics: "none" without TLS.
+func tlsLabel(cs *tls.ConnectionState) string {
+	if cs == nil {
+		return "none"
+	}
+	return tlsmgr.HandshakeVersion(cs.Version)
 }
 
 // appendTLS adds side_tls_version and side_tls_cipher ("none" without TLS).

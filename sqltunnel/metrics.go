@@ -1,6 +1,7 @@
 package sqltunnel
 
 import (
+	"strconv"
 	"strings"
 	"sync"
 
@@ -24,6 +25,12 @@ import (
 //	gateway_tds_logins_total{listener,outcome}
 //	    login attempts by outcome; login_failed is the upstream refusing the
 //	    credentials (error 18456 and friends)
+//	gateway_tds_logins_tls_total{listener,client_tls,upstream_tls,outcome}
+//	    login attempts by the TLS version of each leg ("1.2", "1.3", or
+//	    "none") and outcome: what the audit report and the status page
+//	    show as "every login crossed the network encrypted"
+//	gateway_tds_refusals_total{listener,error_number}
+//	    logins the gateway refused with its own ERROR (5090x), by number
 //	gateway_tds_bytes_total{listener,direction}
 //	    TDS bytes relayed, direction to_upstream or to_client, counted as they move
 //	gateway_tds_connections_active{listener}
@@ -38,6 +45,8 @@ import (
 type Metrics struct {
 	connections *prometheus.CounterVec
 	logins      *prometheus.CounterVec
+	loginsTLS   *prometheus.CounterVec
+	refusals    *prometheus.CounterVec
 	bytes       *prometheus.CounterVec
 	handshakes  *prometheus.CounterVec
 	active      *prometheus.Desc
@@ -58,6 +67,14 @@ func NewMetrics() *Metrics {
 			Name: "gateway_tds_logins_total",
 			Help: "TDS login attempts by listener and outcome (ok, login_failed, refused, upstream_error, client_gone).",
 		}, []string{"listener", "outcome"}),
+		loginsTLS: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gateway_tds_logins_tls_total",
+			Help: "TDS login attempts by listener, TLS version of the client and upstream legs (none without TLS) and outcome.",
+		}, []string{"listener", "client_tls", "upstream_tls", "outcome"}),
+		refusals: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gateway_tds_refusals_total",
+			Help: "TDS logins refused by the gateway with its own ERROR token, by listener and error number.",
+		}, []string{"listener", "error_number"}),
 		bytes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gateway_tds_bytes_total",
 			Help: "TDS bytes relayed by listener and direction (to_upstream, to_client).",
@@ -75,6 +92,8 @@ func NewMetrics() *Metrics {
 func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
 	m.connections.Describe(ch)
 	m.logins.Describe(ch)
+	m.loginsTLS.Describe(ch)
+	m.refusals.Describe(ch)
 	m.bytes.Describe(ch)
 	m.handshakes.Describe(ch)
 	ch <- m.active
@@ -87,6 +106,8 @@ func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
 func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 	m.connections.Collect(ch)
 	m.logins.Collect(ch)
+	m.loginsTLS.Collect(ch)
+	m.refusals.Collect(ch)
 	m.bytes.Collect(ch)
 	m.handshakes.Collect(ch)
 	active := map[string]int64{}
@@ -146,11 +167,17 @@ func (m *Metrics) handshake(listener, version, result string) {
 	m.handshakes.WithLabelValues(listener, version, result).Inc()
 }
 
-func (m *Metrics) login(listener string, o outcome) {
+// login counts a login attempt: its outcome, the TLS version of each leg
+// ("none" without TLS) and, for a refusal, the gateway's error number.
+func (m *Metrics) login(listener string, o outcome, clientTLS, upstreamTLS string, errorNumber int32) {
 	if m == nil {
 		return
 	}
 	m.logins.WithLabelValues(listener, string(o)).Inc()
+	m.loginsTLS.WithLabelValues(listener, clientTLS, upstreamTLS, string(o)).Inc()
+	if errorNumber != 0 {
+		m.refusals.WithLabelValues(listener, strconv.Itoa(int(errorNumber))).Inc()
+	}
 }
 
 func (m *Metrics) connection(listener, dialect, clientEncryption, negotiated string, o outcome) {

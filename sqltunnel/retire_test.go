@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.uber.org/zap"
 
+	"github.com/gateway-project/gateway/configs"
 	"github.com/gateway-project/gateway/sqltunnel/tdstest"
 )
 
@@ -131,6 +132,23 @@ func TestMetrics(t *testing.T) {
 	if got := testutil.ToFloat64(m.logins.WithLabelValues("crm", string(outcomeLoginFailed))); got != 1 {
 		t.Errorf("logins{login_failed} = %v, want 1", got)
 	}
+	if got := testutil.ToFloat64(m.loginsTLS.WithLabelValues("crm", "1.2", "1.2", string(outcomeOK))); got != 1 {
+		t.Errorf("logins_tls{1.2,1.2,ok} = %v, want 1", got)
+	}
+	// A refusal is counted by its number; the upstream leg never existed.
+	strict := listenerConfig(srv.Addr(), caFile)
+	strict.Name, strict.ClientEncryption = "strict", configs.ClientEncryptionStrict
+	gs := startGateway(t, strict, WithMetrics(m))
+	if err := selectOne(ctx, gs.open(t, map[string]string{"encrypt": "true"})); err == nil {
+		t.Fatal("a TDS 7.x login on a strict listener succeeded")
+	}
+	if got := testutil.ToFloat64(m.refusals.WithLabelValues("strict", "50901")); got != 1 {
+		t.Errorf("refusals{strict,50901} = %v, want 1", got)
+	}
+	if got := testutil.ToFloat64(m.loginsTLS.WithLabelValues("strict", "1.2", "none", string(outcomeRefused))); got != 1 {
+		t.Errorf("logins_tls{strict,1.2,none,refused} = %v, want 1", got)
+	}
+	gs.stop()
 	if got := testutil.ToFloat64(m.handshakes.WithLabelValues("crm", "1.2", "ok")); got != 2 {
 		t.Errorf("handshakes{1.2,ok} = %v, want 2", got)
 	}
@@ -151,6 +169,7 @@ func TestMetrics(t *testing.T) {
 # TYPE gateway_tds_connections_total counter
 gateway_tds_connections_total{client_encryption="OFF",dialect="tds7",listener="crm",negotiated="tls",outcome="login_failed"} 1
 gateway_tds_connections_total{client_encryption="OFF",dialect="tds7",listener="crm",negotiated="tls",outcome="ok"} 1
+gateway_tds_connections_total{client_encryption="ON",dialect="tds7",listener="strict",negotiated="tls",outcome="refused"} 1
 `
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "gateway_tds_connections_total"); err != nil {
 		t.Error(err)
