@@ -460,6 +460,45 @@ func (s *Server) UnhealthySites() []string {
 	return out
 }
 
+// UpstreamState is one upstream of a site as the status page shows it.
+type UpstreamState struct {
+	Site    string // the site's first host
+	Address string // as configured
+	Healthy bool   // neither health check has put it aside
+	// Verify is how an https:// upstream's certificate is checked (ca,
+	// pin, ca+pin, system, insecure); none for http://.
+	Verify string
+}
+
+// Upstreams lists every site's upstreams and their health now.
+func (s *Server) Upstreams() []UpstreamState {
+	now := time.Now().UnixNano()
+	var out []UpstreamState
+	for _, st := range s.gen.Load().sites {
+		for _, u := range st.upstreams {
+			out = append(out, UpstreamState{Site: st.name, Address: u.raw, Healthy: u.healthy(now), Verify: upstreamVerify(u.url.Scheme, st.upstreamTLS)})
+		}
+	}
+	return out
+}
+
+// upstreamVerify names how an upstream's certificate is verified.
+func upstreamVerify(scheme string, t configs.SiteUpstreamTLS) string {
+	switch {
+	case scheme != "https":
+		return "none"
+	case t.InsecureSkipVerify:
+		return "insecure"
+	case t.PinSHA256 != "" && t.CAFile != "":
+		return "ca+pin"
+	case t.PinSHA256 != "":
+		return "pin"
+	case t.CAFile != "":
+		return "ca"
+	}
+	return "system"
+}
+
 // currentSites is the site list in force (tests).
 func (s *Server) currentSites() []*site { return s.gen.Load().sites }
 

@@ -114,5 +114,9 @@ func (l *Listener) upstreamReached(ok bool, err error) {
 	}
 }
 
+// UpstreamVerify names how the upstream's certificate is verified: ca,
+// pin, ca+pin, system, insecure, or none (disabled_loopback).
+func (l *Listener) UpstreamVerify() string { return l.verifyMode }
+
 // Config is the listener's configuration.
 func (l *Listener) Config() configs.SQLListener { return l.cfg }

@@ -390,7 +390,7 @@ func (g *runningGateway) commit(next configs.Config, st *staged, certSum tlsmgr.
 	} else {
 		g.announce()
 	}
-	g.parts.Store(&gatewayParts{https: g.https, sql: g.sql})
+	g.storeParts()
 	return fields
 }
 

@@ -17,6 +17,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/gateway-project/gateway/cmd/gateway/internal/admin"
+	"github.com/gateway-project/gateway/cmd/gateway/internal/status"
 	"github.com/gateway-project/gateway/configs"
 	"github.com/gateway-project/gateway/proxy"
 	"github.com/gateway-project/gateway/sqltunnel"
@@ -87,6 +88,8 @@ type runningGateway struct {
 	life   lifecycle
 	certs  *tlsmgr.Manager
 
+	startedAt      time.Time
+	history        *status.History
 	proxyMetrics   *proxy.Metrics
 	sqlMetrics     *sqltunnel.Metrics
 	browserMetrics *browser.Metrics
@@ -120,10 +123,18 @@ type runningGateway struct {
 	draining atomic.Bool
 }
 
-// gatewayParts is a snapshot of the serving parts, swapped by reloads.
+// gatewayParts is a snapshot of the serving parts, swapped by reloads,
+// for readiness and the status page, which must never wait for a reload.
 type gatewayParts struct {
-	https *proxy.Server
-	sql   []*sqltunnel.Listener
+	https   *proxy.Server
+	sql     []*sqltunnel.Listener
+	browser *browser.Responder
+	admin   *admin.Server
+}
+
+// storeParts publishes the parts in force; reloadMu or start-up.
+func (g *runningGateway) storeParts() {
+	g.parts.Store(&gatewayParts{https: g.https, sql: g.sql, browser: g.browser, admin: g.admin})
 }
 
 // startGateway builds every part from cfg, binds the listeners, obtains the
@@ -138,6 +149,7 @@ func startGateway(ctx context.Context, cfg configs.Config, logger *zap.Logger, o
 		proxyMetrics:   proxy.NewMetrics(),
 		sqlMetrics:     sqltunnel.NewMetrics(),
 		browserMetrics: browser.NewMetrics(),
+		startedAt:      time.Now(),
 		process:        admin.NewProcess(version, vcsCommit(), time.Now()),
 		ctx:            ctx,
 		cfg:            cfg,
@@ -149,6 +161,7 @@ func startGateway(ctx context.Context, cfg configs.Config, logger *zap.Logger, o
 		return nil, fmt.Errorf("metrics: %w", err)
 	}
 	g.registry = reg
+	g.history = status.NewHistory(reg, 0)
 	g.process.SetReady(g.readiness)
 	certs, err := tlsmgr.New(cfg.TLS, cfg.Storage, logger, tlsmgr.WithMetrics(certMetrics))
 	if err != nil {
@@ -193,6 +206,7 @@ func startGateway(ctx context.Context, cfg configs.Config, logger *zap.Logger, o
 	}
 
 	g.goServe("certificates", certs.Run)
+	g.goServe("status history", g.history.Run)
 	if g.https != nil {
 		g.serveHTTPS(g.https)
 	}
@@ -201,7 +215,7 @@ func startGateway(ctx context.Context, cfg configs.Config, logger *zap.Logger, o
 	}
 	g.serveBrowser(sqlBrowser)
 	g.serveAdmin(g.admin)
-	g.parts.Store(&gatewayParts{https: g.https, sql: g.sql})
+	g.storeParts()
 	// Listeners serve before certificates are obtained: ACME challenges
 	// arrive on them while Manage waits.
 	if err := certs.Manage(ctx, cfg.Names()); err != nil {
@@ -279,7 +293,10 @@ func (g *runningGateway) newAdmin(addr string) *admin.Server {
 		Gatherer: g.registry,
 		Ready:    g.readiness,
 		Certs:    g.certReport,
-		Logger:   g.logger,
+		Status: func(since time.Duration) (status.Snapshot, error) {
+			return status.Build(statusSource{g}, g.history, since)
+		},
+		Logger: g.logger,
 	})
 }
 

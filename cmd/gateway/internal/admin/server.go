@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -13,6 +14,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
+
+	"github.com/gateway-project/gateway/cmd/gateway/internal/status"
 )
 
 // Timeouts of the admin HTTP server: scrapes and probes are small and fast.
@@ -36,6 +39,10 @@ type Options struct {
 	Ready func() []string
 	// Certs returns the value /certs encodes as JSON. Nil answers 404 there.
 	Certs func() any
+	// Status returns the snapshot behind / (the status page) and
+	// /status.json, with the window of the last since when since > 0. Nil
+	// answers 404 there.
+	Status func(since time.Duration) (status.Snapshot, error)
 	// Logger logs under the name "admin"; nil discards.
 	Logger *zap.Logger
 }
@@ -141,7 +148,66 @@ func (s *Server) Handler() http.Handler {
 			_, _ = w.Write(append(data, '\n'))
 		})
 	}
+	if s.opts.Status != nil {
+		mux.HandleFunc("GET /{$}", s.statusPage)
+		mux.HandleFunc("GET /status.json", s.statusJSON)
+	}
 	return mux
+}
+
+// maxSince bounds ?since=: the history keeps a day.
+const maxSince = status.DefaultKeep
+
+// statusJSON answers the snapshot; ?since=DURATION (e.g. 1h, 24h) adds
+// what the gateway saw over that span.
+func (s *Server) statusJSON(w http.ResponseWriter, r *http.Request) {
+	var since time.Duration
+	if v := r.URL.Query().Get("since"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 || d > maxSince {
+			writeText(w, http.StatusBadRequest, fmt.Sprintf("400 Bad Request: since=%q: give a duration up to %s, e.g. 24h.\n", v, maxSince))
+			return
+		}
+		since = d
+	}
+	snap, err := s.opts.Status(since)
+	if err != nil {
+		s.log.Error("building /status.json", zap.Error(err))
+		writeText(w, http.StatusInternalServerError, "500 Internal Server Error: the status could not be gathered.\n")
+		return
+	}
+	data, err := json.MarshalIndent(snap, "", "  ")
+	if err != nil {
+		s.log.Error("encoding /status.json", zap.Error(err))
+		writeText(w, http.StatusInternalServerError, "500 Internal Server Error: encoding the status failed.\n")
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	_, _ = w.Write(append(data, '\n'))
+}
+
+// statusPage is the HTML status page: self-contained, no script.
+func (s *Server) statusPage(w http.ResponseWriter, _ *http.Request) {
+	snap, err := s.opts.Status(0)
+	if err != nil {
+		s.log.Error("building the status page", zap.Error(err))
+		writeText(w, http.StatusInternalServerError, "500 Internal Server Error: the status could not be gathered.\n")
+		return
+	}
+	var buf bytes.Buffer
+	if err := status.WritePage(&buf, snap); err != nil {
+		s.log.Error("rendering the status page", zap.Error(err))
+		writeText(w, http.StatusInternalServerError, "500 Internal Server Error: rendering the status page failed.\n")
+		return
+	}
+	h := w.Header()
+	h.Set("Content-Type", "text/html; charset=utf-8")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Content-Type-Options", "nosniff")
+	// Nothing external and no script: a locked-down browser shows it all.
+	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+	_, _ = w.Write(buf.Bytes())
 }
 
 // readyz answers 200 "ready" or 503 with every reason, one line each.
