@@ -112,6 +112,15 @@ type Config struct {
 	// encrypted connections; set 16383 to mimic that.
 	MaxPacketSize int
 
+	// Connections are rows sys.dm_exec_connections lists after those of the
+	// live sessions: connections an audit should find, such as a client
+	// connecting around the gateway without encryption.
+	Connections []ConnectionRow
+
+	// Databases are the rows of sys.databases after master, with whether
+	// each is encrypted at rest (TDE).
+	Databases []DatabaseRow
+
 	// Faults injects misbehaviour, for testing clients and proxies.
 	Faults Faults
 

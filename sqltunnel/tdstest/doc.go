@@ -28,6 +28,12 @@
 //	                                      @@MAX_PRECISION, @@TRANCOUNT, @@SPID, @@SERVERNAME,
 //	                                      @@LANGUAGE, DB_NAME() or SERVERPROPERTY('name'),
 //	                                      optionally AS alias (session-setup queries)
+//	SELECT cols FROM sys.dm_exec_connections [WHERE session_id = @@SPID]
+//	                                      the live sessions (encrypt_option TRUE when fully
+//	                                      encrypted, client_net_address, auth_scheme, ...),
+//	                                      then Config.Connections
+//	SELECT cols FROM sys.databases        name, database_id, is_encrypted (TDE): master,
+//	                                      then Config.Databases
 //
 // A batch of several of the statements above without rowsets or delays,
 // one per line or separated by ';' (jTDS sends SELECT @@MAX_PRECISION and

@@ -87,7 +87,7 @@ func (ss *session) execute(text string, rpc bool, idx int) error {
 		b        []byte
 	)
 	switch st.kind {
-	case stmtEmpty, stmtSet, stmtSelectInt, stmtSelectVersion, stmtScalars:
+	case stmtEmpty, stmtSet, stmtSelectInt, stmtSelectVersion, stmtScalars, stmtCatalog:
 		_, err = ss.w.Write(ss.appendSimple(nil, st, done))
 	case stmtBatch:
 		// One result per statement, each DONE but the last with DONE_MORE.
@@ -140,6 +140,8 @@ func (ss *session) appendSimple(b []byte, st statement, done tds.Done) []byte {
 		return selectDone(b, ss.ver, done, 1)
 	case stmtScalars:
 		return ss.appendScalars(b, st.exprs, done)
+	case stmtCatalog:
+		return ss.appendCatalog(b, st.catalog, done)
 	}
 	return appendDone(b, ss.ver, done) // empty, SET
 }

@@ -22,24 +22,26 @@ const (
 	stmtWaitFor                // WAITFOR DELAY 'hh:mm:ss[.fff]'
 	stmtScalars                // SELECT of session values: @@SPID, DB_NAME(), SERVERPROPERTY('...'), ...
 	stmtBatch                  // several of the statements above without rows or delays, one result each
+	stmtCatalog                // SELECT ... FROM sys.dm_exec_connections or sys.databases (catalog.go)
 )
 
 // statement is a parsed batch.
 type statement struct {
-	kind  stmtKind
-	n     int64 // SELECT <integer>: the value; rows/nrows: row count
-	m     int   // rows/nrows: bytes per value
-	delay time.Duration
-	exprs []expr      // stmtScalars
-	batch []statement // stmtBatch
-	err   string      // why an otherwise recognised statement is refused
+	kind    stmtKind
+	n       int64 // SELECT <integer>: the value; rows/nrows: row count
+	m       int   // rows/nrows: bytes per value
+	delay   time.Duration
+	exprs   []expr       // stmtScalars
+	catalog catalogQuery // stmtCatalog
+	batch   []statement  // stmtBatch
+	err     string       // why an otherwise recognised statement is refused
 }
 
 // simple reports whether st answers with one small result or a DONE, so
 // that it may be one statement of a batch.
 func (st statement) simple() bool {
 	switch st.kind {
-	case stmtEmpty, stmtSet, stmtSelectInt, stmtSelectVersion, stmtScalars:
+	case stmtEmpty, stmtSet, stmtSelectInt, stmtSelectVersion, stmtScalars, stmtCatalog:
 		return st.err == ""
 	}
 	return false
@@ -110,6 +112,9 @@ func parseStatement(text string) statement {
 			return statement{kind: stmtWaitFor, err: fmt.Sprintf("bad delay %q: want 'hh:mm:ss[.fff]' below 24 hours", m[1])}
 		}
 		return statement{kind: stmtWaitFor, delay: d}
+	}
+	if q, ok := parseCatalog(lower); ok {
+		return statement{kind: stmtCatalog, catalog: q}
 	}
 	if rest, ok := strings.CutPrefix(lower, "select"); ok && rest != "" && (rest[0] == ' ' || rest[0] == '\t' || rest[0] == '\n' || rest[0] == '\r') {
 		if exprs, ok := parseScalars(strings.TrimSpace(rest)); ok {

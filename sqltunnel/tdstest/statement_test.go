@@ -40,7 +40,9 @@ func TestParseStatement(t *testing.T) {
 		{"SELECT @@NOSUCHTHING", stmtUnknown, 0, 0, 0, false},
 		{"SET NOCOUNT ON", stmtSet, 0, 0, 0, false},
 		{"   ", stmtEmpty, 0, 0, 0, false},
-		{"SELECT name FROM sys.databases", stmtUnknown, 0, 0, 0, false},
+		{"SELECT name FROM sys.databases", stmtCatalog, 0, 0, 0, false},
+		{"SELECT name, secret FROM sys.databases", stmtUnknown, 0, 0, 0, false},
+		{"SELECT name FROM sys.tables", stmtUnknown, 0, 0, 0, false},
 		{"SELECT 1; DROP TABLE x", stmtUnknown, 0, 0, 0, false},
 		{"settings", stmtUnknown, 0, 0, 0, false},
 	}

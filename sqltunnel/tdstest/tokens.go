@@ -45,7 +45,7 @@ type column struct {
 	flags  uint16
 }
 
-func (c column) plp() bool { return c.typ != typeInt4 && c.maxLen > maxShortLen }
+func (c column) plp() bool { return c.typ != typeInt4 && c.typ != typeBit && c.maxLen > maxShortLen }
 
 // appendColMetadata appends a COLMETADATA token (MS-TDS 2.2.7.4). UserType is
 // a USHORT before TDS 7.2 and a ULONG since.
@@ -61,7 +61,7 @@ func appendColMetadata(b []byte, ver tds.TDSVersion, cols []column) []byte {
 		b = binary.LittleEndian.AppendUint16(b, c.flags)
 		b = append(b, c.typ)
 		switch c.typ {
-		case typeInt4:
+		case typeInt4, typeBit:
 		case typeBigVarBinary:
 			b = binary.LittleEndian.AppendUint16(b, typeMaxLen(c))
 		case typeBigVarChar, typeNVarChar:
