@@ -1,6 +1,7 @@
 // Package configs is the gateway's configuration: the typed schema of the
-// YAML contract in DESIGN.md, loading with viper (flags > GATEWAY_* env >
-// YAML file > defaults), and validation whose messages name the offending key.
+// YAML contract (docs/architecture.md, "Config contract"), loading with
+// viper (flags > GATEWAY_* env > YAML file > defaults), and validation whose
+// messages name the offending key.
 //
 // The default configuration, gateway.yaml, is embedded and doubles as the
 // commented reference for every key. Viper stops here: every other package

@@ -45,8 +45,8 @@ func (s *site) buildPools(o *options, logger *zap.Logger) error {
 }
 
 // clientTLS is the client TLS configuration verifying serverName. With
-// insecure_skip_verify every new connection logs a warning, as DESIGN.md
-// asks of unverified upstreams.
+// insecure_skip_verify every new connection logs a warning, as
+// docs/architecture.md ("Cross-cutting rules") asks of unverified upstreams.
 func (s *site) clientTLS(serverName string, logger *zap.Logger) (*tls.Config, error) {
 	cfg, err := tlsmgr.ClientTLSConfig(s.upstreamTLS.TLS(serverName), logger)
 	if err != nil {

@@ -14,8 +14,8 @@ import (
 	"time"
 )
 
-// demoInfo is DIR/demo.json as `gateway demo` writes it (DESIGN.md, CLI
-// contract).
+// demoInfo is DIR/demo.json as `gateway demo` writes it (docs/architecture.md,
+// "CLI contract").
 type demoInfo struct {
 	HTTPSURL       string `json:"https_url"`
 	SQLAddr        string `json:"sql_addr"`

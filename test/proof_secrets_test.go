@@ -17,8 +17,8 @@ import (
 	"testing"
 )
 
-// Log hygiene (DESIGN.md, cross-cutting rules: never log passwords, SSPI
-// blobs, FedAuth tokens, cookies or Authorization headers).
+// Log hygiene (docs/architecture.md, "Cross-cutting rules": never log
+// passwords, SSPI blobs, FedAuth tokens, cookies or Authorization headers).
 //
 // Every gateway process the suite starts (startProc with gatewayBin, and
 // runCLI) has its standard error copied into one file of the e2e log

@@ -9,7 +9,8 @@ import (
 	"github.com/gateway-project/gateway/sqltunnel/tdstest"
 )
 
-// The DESIGN.md policy table, client by client, through the real binary.
+// The policy table of docs/architecture.md ("TDS encryption policy"), client
+// by client, through the real binary.
 // Every case has its own double and gateway (sqlEnv) and checks three
 // things: what the client saw, the gateway's "sql login" audit line for the
 // client leg, and the double's record of the upstream leg (fully encrypted,

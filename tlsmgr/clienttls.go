@@ -68,8 +68,9 @@ const sessionCacheSize = 64
 //
 // Verification, in order of the settings:
 //   - InsecureSkipVerify: nothing is verified, and a warning is logged now.
-//     (The per-connection warning DESIGN.md asks for belongs to the caller,
-//     which knows the connection.)
+//     (The per-connection warning docs/architecture.md asks for, under
+//     "Cross-cutting rules", belongs to the caller, which knows the
+//     connection.)
 //   - PinSHA256 without CAFile: only the pin is checked (the SHA-256 of the
 //     leaf certificate's DER). The chain and the name are not: a pin names
 //     one exact certificate, which is what operators of self-signed SQL

@@ -22,7 +22,8 @@ import (
 	"github.com/gateway-project/gateway/sqltunnel/tdstest"
 )
 
-// demoInfo is DIR/demo.json, the contract scripts and tests rely on (DESIGN.md).
+// demoInfo is DIR/demo.json, the contract scripts and tests rely on
+// (docs/architecture.md, "CLI contract").
 type demoInfo struct {
 	HTTPSURL       string `json:"https_url"`
 	SQLAddr        string `json:"sql_addr"`

@@ -8,7 +8,7 @@ import (
 	"github.com/spf13/cobra"
 )
 
-// Exit codes of the CLI contract (DESIGN.md).
+// Exit codes of the CLI contract (docs/architecture.md, "CLI contract").
 const (
 	exitOK      = 0
 	exitFailure = 1 // bad config or runtime failure

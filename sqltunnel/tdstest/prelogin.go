@@ -16,7 +16,8 @@ var serverVersion = tds.Version{Major: 16, Minor: 0, Build: 1000, SubBuild: 6}
 
 // answerEncryption returns the PRELOGIN ENCRYPTION answer of a server with
 // setting s to a client that sent c, and whether the server then closes the
-// connection (MS-TDS 2.2.6.5, the table in TDS.md). The client-certificate
+// connection (MS-TDS 2.2.6.5, whose table docs/architecture.md repeats under
+// "TDS encryption policy"). The client-certificate
 // bit is not supported and ignored, except with NOT_SUP where MS-TDS
 // terminates the connection. Values MS-TDS does not define are treated as
 // ON (the client asks for encryption).

@@ -14,7 +14,8 @@ import (
 )
 
 // TestAnswerEncryption checks the PRELOGIN answer against the MS-TDS
-// 2.2.6.5 table (TDS.md) for every client value and server setting.
+// 2.2.6.5 table (also in docs/architecture.md, "TDS encryption policy") for
+// every client value and server setting.
 func TestAnswerEncryption(t *testing.T) {
 	const (
 		off, on, notSup, req = tds.EncryptOff, tds.EncryptOn, tds.EncryptNotSup, tds.EncryptReq
