@@ -198,6 +198,19 @@ type SQLListener struct {
 	// Load sets DefaultSQLMaxConnections when the key is absent; zero (a
 	// struct built in code) also means the default, see MaxConns.
 	MaxConnections int `mapstructure:"max_connections"`
+	// Audit is the read-only login `gateway audit` uses to ask SQL Server
+	// itself which connections are encrypted and which databases are.
+	Audit SQLAudit `mapstructure:"audit"`
+}
+
+// SQLAudit is a SQL login for `gateway audit`'s catalog queries
+// (sys.dm_exec_connections, sys.databases, @@VERSION), made through the
+// listener's verified upstream. The gateway itself never uses it.
+type SQLAudit struct {
+	User string `mapstructure:"user"` // "" skips SQL Server's own view
+	// PasswordEnv names the environment variable holding the password; the
+	// password itself is never in the file.
+	PasswordEnv string `mapstructure:"password_env"`
 }
 
 // DefaultSQLMaxConnections is sql[].max_connections when it is not set.

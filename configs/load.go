@@ -171,6 +171,8 @@ var listDefaults = map[string]map[string]any{
 	"sql": {
 		"client_encryption":   ClientEncryptionRequired,
 		"instance":            "",
+		"audit.user":          "",
+		"audit.password_env":  "",
 		"upstream.encryption": UpstreamEncryptionRequired,
 		"upstream.routing":    RoutingRefuse,
 		"max_connections":     DefaultSQLMaxConnections,

@@ -260,6 +260,11 @@ func validateSQL(list []SQLListener, ps *problems) {
 			ps.add(key+".max_connections", "%d: use 1-%d (default %d)", l.MaxConnections, maxSQLMaxConnections, DefaultSQLMaxConnections)
 		}
 		l.Upstream.validate(ps, key+".upstream")
+		if a := l.Audit; a.User != "" && a.PasswordEnv == "" {
+			ps.add(key+".audit.password_env", "missing; name the environment variable that holds the password of audit.user (e.g. GATEWAY_AUDIT_PASSWORD)")
+		} else if a.User == "" && a.PasswordEnv != "" {
+			ps.add(key+".audit.user", "missing; password_env is set but no user names the login")
+		}
 	}
 }
 

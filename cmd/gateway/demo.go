@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -33,7 +34,23 @@ type demoInfo struct {
 	RootCA         string `json:"root_ca"`
 	BackendHTTPURL string `json:"backend_http_url"`
 	BackendSQLAddr string `json:"backend_sql_addr"`
+	// AdminURL is the admin endpoint: the status page at /, /status.json.
+	AdminURL string `json:"admin_url"`
+	// Config is DIR/gateway.yaml, the configuration the demo runs, with the
+	// addresses it bound, for `gateway audit --config` and `gateway check`.
+	Config string `json:"config"`
+	// AuditPasswordEnv names the variable `gateway audit` reads the demo
+	// SQL Server's audit login password from; AuditPassword is its value.
+	AuditPasswordEnv string `json:"audit_password_env"`
+	AuditPassword    string `json:"audit_password"`
 }
+
+// demoAuditUser is the read-only login `gateway audit` uses on the demo's
+// SQL Server, and demoAuditEnv the variable its password is read from.
+const (
+	demoAuditUser = "audit"
+	demoAuditEnv  = "GATEWAY_DEMO_AUDIT_PASSWORD"
+)
 
 func newDemoCommand() *cobra.Command {
 	cmd := &cobra.Command{
@@ -51,6 +68,7 @@ func newDemoCommand() *cobra.Command {
 	f.String("dir", "./demo-data", "directory for the demo's storage, root CA and demo.json")
 	f.String("https-addr", "127.0.0.1:0", "HTTPS listen address (port 0: any free port)")
 	f.String("sql-addr", "127.0.0.1:0", "SQL listen address (port 0: any free port)")
+	f.String("admin-addr", "127.0.0.1:0", "admin endpoint address: status page, /status.json, /metrics (port 0: any free port)")
 	f.String("log-level", "info", "log level: debug | info | warn | error")
 	return cmd
 }
@@ -60,6 +78,7 @@ func runDemo(cmd *cobra.Command, _ []string) error {
 	dir, _ := cmd.Flags().GetString("dir")
 	httpsAddr, _ := cmd.Flags().GetString("https-addr")
 	sqlAddr, _ := cmd.Flags().GetString("sql-addr")
+	adminAddr, _ := cmd.Flags().GetString("admin-addr")
 	level, _ := cmd.Flags().GetString("log-level")
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("demo directory: %w", err)
@@ -90,7 +109,7 @@ func runDemo(cmd *cobra.Command, _ []string) error {
 		return err
 	}
 	cfg.Storage = filepath.Join(dir, "storage")
-	cfg.Admin.Listen = ""
+	cfg.Admin.Listen = adminAddr
 	cfg.Log = configs.Log{Level: configs.LogLevel(level), Format: configs.LogConsole}
 	cfg.DrainTimeout = 5 * time.Second
 	cfg.HTTP.Listen = httpsAddr
@@ -112,6 +131,7 @@ func runDemo(cmd *cobra.Command, _ []string) error {
 			ServerName: "localhost",
 			CAFile:     sqlBackend.caFile,
 		},
+		Audit: configs.SQLAudit{User: demoAuditUser, PasswordEnv: demoAuditEnv},
 	}}
 	if err := cfg.Validate(); err != nil {
 		return usageError{err}
@@ -121,7 +141,7 @@ func runDemo(cmd *cobra.Command, _ []string) error {
 	if err != nil {
 		return err
 	}
-	info, err := writeDemoFiles(dir, g, backend.URL, sqlBackend)
+	info, err := writeDemoFiles(dir, g, cfg, backend.URL, sqlBackend)
 	if err != nil {
 		_ = g.drain()
 		return err
@@ -130,7 +150,7 @@ func runDemo(cmd *cobra.Command, _ []string) error {
 	return g.wait()
 }
 
-func writeDemoFiles(dir string, g *runningGateway, backendURL string, sqlBackend *demoSQL) (demoInfo, error) {
+func writeDemoFiles(dir string, g *runningGateway, cfg configs.Config, backendURL string, sqlBackend *demoSQL) (demoInfo, error) {
 	pem, err := g.certs.RootPEM()
 	if err != nil {
 		return demoInfo{}, err
@@ -141,14 +161,21 @@ func writeDemoFiles(dir string, g *runningGateway, backendURL string, sqlBackend
 	}
 	_, port, _ := net.SplitHostPort(g.httpsAddr().String())
 	info := demoInfo{
-		HTTPSURL:       "https://localhost:" + port + "/",
-		RootCA:         rootPath,
-		BackendHTTPURL: backendURL,
-		SQLAddr:        g.sql[0].Addr().String(),
-		SQLHostname:    "localhost",
-		SQLUser:        demoSQLUser,
-		SQLPassword:    sqlBackend.password,
-		BackendSQLAddr: sqlBackend.server.Addr(),
+		HTTPSURL:         "https://localhost:" + port + "/",
+		RootCA:           rootPath,
+		BackendHTTPURL:   backendURL,
+		SQLAddr:          g.sql[0].Addr().String(),
+		SQLHostname:      "localhost",
+		SQLUser:          demoSQLUser,
+		SQLPassword:      sqlBackend.password,
+		BackendSQLAddr:   sqlBackend.server.Addr(),
+		AdminURL:         "http://" + g.admin.Addr().String() + "/",
+		Config:           filepath.Join(dir, "gateway.yaml"),
+		AuditPasswordEnv: demoAuditEnv,
+		AuditPassword:    sqlBackend.auditPassword,
+	}
+	if err := os.WriteFile(info.Config, demoConfigYAML(cfg, g), 0o644); err != nil {
+		return info, fmt.Errorf("writing gateway.yaml: %w", err)
 	}
 	// A FreeTDS configuration that demands encryption and verifies the
 	// gateway's certificate against the demo root, for the printed tsql line.
@@ -207,6 +234,51 @@ Try it (the certificate is verified against the demo's own root CA):
 		sqlPort, info.SQLUser, info.SQLPassword)
 }
 
+// demoConfigYAML is the configuration the demo runs, with the addresses it
+// bound in place of its port-0 ones, so that `gateway audit --config` and
+// `gateway check --config` find every listener.
+func demoConfigYAML(cfg configs.Config, g *runningGateway) []byte {
+	site := cfg.HTTP.Sites[0]
+	sql := cfg.SQL[0]
+	redirect := ""
+	if a := g.https.RedirectAddr(); a != nil {
+		redirect = a.String()
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, `# The configuration `+"`gateway demo`"+` runs, with the addresses it bound.
+# gateway audit --config %[1]s   (export %[2]s from demo.json first)
+log: {level: %[3]s, format: console}
+admin: {listen: %[4]q}
+storage: %[5]q
+drain_timeout: %[6]s
+tls:
+  issuer: internal
+http:
+  listen: %[7]q
+  redirect_listen: %[8]q
+  sites:
+    - hosts: [%[9]s]
+      upstreams: [%[10]q]
+      hsts_max_age: %[11]s
+      preserve_host: true
+sql:
+  - name: %[12]s
+    listen: %[13]q
+    hostname: %[14]s
+    client_encryption: %[15]s
+    upstream:
+      address: %[16]q
+      encryption: %[17]s
+      server_name: %[18]s
+      ca_file: %[19]q
+    audit: {user: %[20]s, password_env: %[2]s}
+`, "gateway.yaml", demoAuditEnv, cfg.Log.Level, g.admin.Addr().String(), cfg.Storage, cfg.DrainTimeout,
+		g.https.HTTPSAddr().String(), redirect, strings.Join(site.Hosts, ", "), site.Upstreams[0], site.HSTSMaxAge,
+		sql.Name, g.sql[0].Addr().String(), sql.Hostname, sql.ClientEncryption,
+		sql.Upstream.Address, sql.Upstream.Encryption, sql.Upstream.ServerName, sql.Upstream.CAFile, demoAuditUser)
+	return []byte(b.String())
+}
+
 // demoSQLUser is the SQL login of the demo's test SQL Server.
 const demoSQLUser = "demo"
 
@@ -214,9 +286,10 @@ const demoSQLUser = "demo"
 // encryption, like a hardened SQL Server, with its own certificate authority
 // that the gateway is told to trust (upstream.ca_file).
 type demoSQL struct {
-	server   *tdstest.Server
-	caFile   string
-	password string
+	server        *tdstest.Server
+	caFile        string
+	password      string
+	auditPassword string
 }
 
 func startDemoSQL(dir string, logger *zap.Logger) (*demoSQL, error) {
@@ -228,22 +301,37 @@ func startDemoSQL(dir string, logger *zap.Logger) (*demoSQL, error) {
 	if err := os.WriteFile(caFile, rootPEM, 0o644); err != nil {
 		return nil, fmt.Errorf("writing demo SQL server CA: %w", err)
 	}
-	pw := make([]byte, 9)
-	if _, err := rand.Read(pw); err != nil {
+	password, err := demoPassword("Demo-")
+	if err != nil {
 		return nil, err
 	}
-	password := "Demo-" + base64.RawURLEncoding.EncodeToString(pw)
+	auditPassword, err := demoPassword("Audit-")
+	if err != nil {
+		return nil, err
+	}
 	srv, err := tdstest.NewServer(tdstest.Config{
 		Encryption:  tdstest.EncryptForced,
 		Certificate: &cert,
-		Users:       map[string]string{demoSQLUser: password},
+		Users:       map[string]string{demoSQLUser: password, demoAuditUser: auditPassword},
 		ServerName:  "demo-sql",
-		Logger:      logger,
+		// A hardened server: the application's database is encrypted at
+		// rest (TDE), which `gateway audit` checks.
+		Databases: []tdstest.DatabaseRow{{Name: "clinic", Encrypted: true}},
+		Logger:    logger,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("demo SQL server: %w", err)
 	}
-	return &demoSQL{server: srv, caFile: caFile, password: password}, nil
+	return &demoSQL{server: srv, caFile: caFile, password: password, auditPassword: auditPassword}, nil
+}
+
+// demoPassword is a random password with prefix.
+func demoPassword(prefix string) (string, error) {
+	pw := make([]byte, 9)
+	if _, err := rand.Read(pw); err != nil {
+		return "", err
+	}
+	return prefix + base64.RawURLEncoding.EncodeToString(pw), nil
 }
 
 // Close stops the demo SQL server.

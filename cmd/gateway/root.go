@@ -23,11 +23,14 @@ func (e usageError) Unwrap() error { return e.err }
 
 func exitCode(err error) int {
 	var ue usageError
+	var af auditFailed
 	switch {
 	case err == nil:
 		return exitOK
 	case errors.As(err, &ue):
 		return exitUsage
+	case errors.As(err, &af):
+		return exitAuditFailed
 	default:
 		return exitFailure
 	}
@@ -77,6 +80,6 @@ func newRootCommand(stdout, stderr io.Writer) *cobra.Command {
 	runCmd := newRunCommand()
 	root.RunE = runCmd.RunE
 	addConfigFlags(root)
-	root.AddCommand(runCmd, newCheckCommand(), newDemoCommand(), newCACommand(), newVersionCommand(), newServiceCommand())
+	root.AddCommand(runCmd, newCheckCommand(), newAuditCommand(), newDemoCommand(), newCACommand(), newVersionCommand(), newServiceCommand())
 	return root
 }

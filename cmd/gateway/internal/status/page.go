@@ -75,7 +75,19 @@ type certBar struct {
 	NotAfter time.Time
 	DaysLeft float64
 	Width    float64 // share of the timeline, 0..100
-	Class    string  // ok, soon (< 30 days), urgent (< 14 days), expired
+	Class    string  // ok, soon (< 30 days), urgent (< 14 days), renews (short-lived, renewal not due yet), expired
+	Renews   time.Time
+}
+
+// renewsBefore reports whether the gateway renews c itself and has not
+// reached the point where it does: the last third of its life, when
+// certmagic renews internal CA and ACME certificates.
+func renewsBefore(c Certificate) bool {
+	if c.Issuer != "internal" && c.Issuer != "acme" {
+		return false
+	}
+	life := c.NotAfter.Sub(c.NotBefore)
+	return life > 0 && time.Until(c.NotAfter) > life/3
 }
 
 const (
@@ -93,7 +105,7 @@ func newPage(s Snapshot) page {
 		{"failed", "refused by SQL Server (credentials)", func(c Counts) float64 {
 			return c.Sum("sql_logins", map[string]string{"outcome": "login_failed"})
 		}},
-		{"refused", "refused by the gateway or cut", func(c Counts) float64 { return sqlRefused(c) }},
+		{"refused", "refused by the gateway, failed handshakes, cut", func(c Counts) float64 { return sqlRefused(c) }},
 	})
 	p.Requests = stacked("HTTPS requests per minute", s.LastHour, []series2{
 		{"ok-tls", "2xx and 3xx", func(c Counts) float64 {
@@ -218,6 +230,11 @@ func certBars(certs []Certificate) []certBar {
 		switch {
 		case c.DaysLeft <= 0:
 			b.Class = "expired"
+		case c.DaysLeft < 14 && renewsBefore(c):
+			// A short-lived certificate the gateway renews itself (the
+			// internal CA's 7-day leaves) has under 14 days from the
+			// start; it is worth red only once its renewal is late.
+			b.Class, b.Renews = "renews", c.NotBefore.Add(c.NotAfter.Sub(c.NotBefore)*2/3)
 		case c.DaysLeft < 14:
 			b.Class = "urgent"
 		case c.DaysLeft < 30:
