@@ -25,6 +25,11 @@ type demoInfo struct {
 	RootCA         string `json:"root_ca"`
 	BackendHTTPURL string `json:"backend_http_url"`
 	BackendSQLAddr string `json:"backend_sql_addr"`
+	AdminURL       string `json:"admin_url"`
+	Config         string `json:"config"`
+	// The audit login of the demo's SQL Server (TestAuditDemo).
+	AuditPasswordEnv string `json:"audit_password_env"`
+	AuditPassword    string `json:"audit_password"`
 }
 
 // startDemo runs `gateway demo` in a fresh folder and returns it once

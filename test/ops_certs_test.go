@@ -15,11 +15,17 @@ import (
 // issueUntil is testCA.issue with a chosen expiry.
 func (ca *testCA) issueUntil(t *testing.T, notAfter time.Time, names ...string) (certPEM, keyPEM []byte) {
 	t.Helper()
+	return ca.issueBetween(t, time.Now().Add(-time.Hour), notAfter, names...)
+}
+
+// issueBetween is testCA.issue with a chosen validity period.
+func (ca *testCA) issueBetween(t *testing.T, notBefore, notAfter time.Time, names ...string) (certPEM, keyPEM []byte) {
+	t.Helper()
 	key := newKey(t)
 	tmpl := &x509.Certificate{
 		SerialNumber: newSerial(t),
 		Subject:      pkix.Name{CommonName: names[0]},
-		NotBefore:    time.Now().Add(-time.Hour),
+		NotBefore:    notBefore,
 		NotAfter:     notAfter,
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},

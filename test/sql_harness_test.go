@@ -53,8 +53,14 @@ type gwSQL struct {
 	Hostname         string        `json:"hostname"`
 	ClientEncryption string        `json:"client_encryption"`
 	Instance         string        `json:"instance,omitempty"`
+	Audit            *gwSQLAudit   `json:"audit,omitempty"`
 	MaxConnections   int           `json:"max_connections,omitempty"`
 	Upstream         gwSQLUpstream `json:"upstream"`
+}
+
+type gwSQLAudit struct {
+	User        string `json:"user"`
+	PasswordEnv string `json:"password_env"`
 }
 
 type gwSQLUpstream struct {
@@ -89,7 +95,8 @@ type sqlBackend struct {
 // login and a test logger (Info: one line per session) where cfg has none.
 func newSQLBackend(t *testing.T, cfg tdstest.Config) *sqlBackend {
 	t.Helper()
-	cert, rootPEM, err := tdstest.NewCertificate(sqlHost, "127.0.0.1")
+	// A year, as a real SQL Server's certificate (an audit flags shorter).
+	cert, rootPEM, err := tdstest.NewCertificateFor(365*24*time.Hour, sqlHost, "127.0.0.1")
 	if err != nil {
 		t.Fatal(err)
 	}

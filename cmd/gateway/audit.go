@@ -40,6 +40,7 @@ func newAuditCommand() *cobra.Command {
 	addConfigFlags(cmd)
 	cmd.Flags().String("out", ".", "directory for audit.html and audit.json")
 	cmd.Flags().Duration("since", 24*time.Hour, "span of the running gateway's traffic to report (at most 25h)")
+	cmd.Flags().StringSlice("trust", nil, "PEM files of roots the gateway's clients trust besides the system's and the internal CA's (an enterprise CA that issued tls.certificates)")
 	return cmd
 }
 
@@ -53,6 +54,18 @@ func runAudit(cmd *cobra.Command, _ []string) error {
 	roots, err := auditRoots(loaded)
 	if err != nil {
 		return err
+	}
+	trust, _ := cmd.Flags().GetStringSlice("trust")
+	for _, f := range trust {
+		p, err := os.ReadFile(f)
+		if err != nil {
+			return usageError{fmt.Errorf("--trust: %w", err)}
+		}
+		certs := parsePEMCerts(p)
+		if len(certs) == 0 {
+			return usageError{fmt.Errorf("--trust %s: no PEM certificate in it", f)}
+		}
+		roots = append(roots, certs...)
 	}
 	r, err := audit.Run(cmd.Context(), audit.Options{
 		Config: loaded.Config, ConfigFile: loaded.Source, Since: since, Roots: roots, Getenv: os.Getenv,

@@ -293,7 +293,8 @@ type demoSQL struct {
 }
 
 func startDemoSQL(dir string, logger *zap.Logger) (*demoSQL, error) {
-	cert, rootPEM, err := tdstest.NewCertificate("localhost", "127.0.0.1")
+	// Valid for a year, as a real SQL Server's certificate would be.
+	cert, rootPEM, err := tdstest.NewCertificateFor(365*24*time.Hour, "localhost", "127.0.0.1")
 	if err != nil {
 		return nil, fmt.Errorf("demo SQL server certificate: %w", err)
 	}

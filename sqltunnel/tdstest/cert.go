@@ -21,6 +21,13 @@ import (
 // match against the host they connected to. Keys are ECDSA P-256; the
 // certificates are valid from an hour ago for a day.
 func NewCertificate(hosts ...string) (cert tls.Certificate, rootPEM []byte, err error) {
+	return NewCertificateFor(24*time.Hour, hosts...)
+}
+
+// NewCertificateFor is NewCertificate with certificates valid for
+// lifetime from an hour ago: a long-lived one is what a real SQL Server
+// has, for an audit (`gateway demo` uses a year).
+func NewCertificateFor(lifetime time.Duration, hosts ...string) (cert tls.Certificate, rootPEM []byte, err error) {
 	if len(hosts) == 0 {
 		hosts = []string{"localhost", "127.0.0.1"}
 	}
@@ -33,7 +40,7 @@ func NewCertificate(hosts ...string) (cert tls.Certificate, rootPEM []byte, err 
 		SerialNumber:          big.NewInt(1),
 		Subject:               pkix.Name{CommonName: "tdstest throwaway CA", Organization: []string{"tdstest"}},
 		NotBefore:             now.Add(-time.Hour),
-		NotAfter:              now.Add(24 * time.Hour),
+		NotAfter:              now.Add(lifetime),
 		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
 		BasicConstraintsValid: true,
 		IsCA:                  true,
@@ -56,7 +63,7 @@ func NewCertificate(hosts ...string) (cert tls.Certificate, rootPEM []byte, err 
 		SerialNumber: big.NewInt(2),
 		Subject:      pkix.Name{CommonName: hosts[0], Organization: []string{"tdstest"}},
 		NotBefore:    now.Add(-time.Hour),
-		NotAfter:     now.Add(24 * time.Hour),
+		NotAfter:     now.Add(lifetime),
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 	}

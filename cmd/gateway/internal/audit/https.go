@@ -127,15 +127,24 @@ func (a *auditor) protocolChecks(id, subject string, ts tlsScan, key string) {
 func (a *auditor) certCheck(id, subject, name string, cr CertReport) {
 	c := Check{ID: id, Section: "listeners", Subject: subject, Title: "Certificate for " + name,
 		Finding: fmt.Sprintf("%s, %s, issued by %s, expires %s (%.1f days)", cr.Subject, cr.Key, cr.Issuer, cr.NotAfter.Format("2006-01-02"), cr.DaysLeft)}
-	switch {
-	case !cr.Verified:
-		c.Verdict, c.Key = Fail, "tls.issuer"
-		c.Finding += "; does not verify for " + name + ": " + cr.VerifyErr
-		c.Fix = "clients cannot verify it: install the internal CA root (gateway ca root) in their trust stores, or use tls.issuer acme or an operator certificate (tls.certificates) for " + name
-	case expiring(cr, 14):
+	var fixes []string
+	if expiring(cr, 14, a.autoRenewed(name)) {
 		c.Verdict, c.Key = Fail, "tls.certificates"
-		c.Fix = "renew it now: replace the operator file (tls.certificates) or see why the issuer did not renew (the gateway's log, /certs)"
-	case expiring(cr, 30):
+		c.Finding += "; expires in under 14 days"
+		fixes = append(fixes, "renew it now: replace the operator file (tls.certificates) or see why the issuer did not renew (the gateway's log, /certs)")
+	}
+	if !cr.Verified {
+		c.Verdict = Fail
+		if c.Key == "" {
+			c.Key = "tls.issuer"
+		}
+		c.Finding += "; does not verify for " + name + " against the roots this audit trusts: " + cr.VerifyErr
+		fixes = append(fixes, "clients cannot verify it unless they trust its issuer: install the internal CA root (gateway ca root) in their trust stores, use tls.issuer acme, or give the audit the operator's root with --trust")
+	}
+	switch {
+	case c.Verdict == Fail:
+		c.Fix = strings.Join(fixes, "; ")
+	case expiring(cr, 30, a.autoRenewed(name)):
 		c.Verdict, c.Key = Warn, "tls.certificates"
 		c.Fix = "renew it within " + itoa(int(cr.DaysLeft)-14) + " days"
 	default:
@@ -146,6 +155,23 @@ func (a *auditor) certCheck(id, subject, name string, cr CertReport) {
 		}
 	}
 	a.r.add(c)
+}
+
+// autoRenewed reports whether the gateway renews the certificate of name
+// itself (internal CA or ACME), as the running gateway says, else as the
+// configuration implies: with tls.issuer none every certificate is an
+// operator file, which nobody renews but the operator.
+func (a *auditor) autoRenewed(name string) bool {
+	if a.snap != nil {
+		for _, c := range a.snap.Certificates {
+			for _, n := range c.Names {
+				if strings.EqualFold(n, name) {
+					return c.Issuer == "internal" || c.Issuer == "acme"
+				}
+			}
+		}
+	}
+	return a.o.Config.TLS.Issuer != configs.IssuerNone && len(a.o.Config.TLS.Certificates) == 0
 }
 
 // siteNames are the names to ask certificates for: each site's hosts, a

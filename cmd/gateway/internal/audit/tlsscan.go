@@ -222,14 +222,17 @@ func keyName(c *x509.Certificate) string {
 }
 
 // expiring says whether a certificate is close enough to its end to need
-// attention: under days left, and past the last third of its life. The
-// second condition spares short-lived certificates the gateway renews
-// itself (internal CA leaves live 7 days and are renewed at a third of
+// attention: under days left and, for one the gateway renews itself
+// (autoRenewed), past the last third of its life. The second condition
+// spares short-lived certificates the gateway renews itself (internal CA leaves live 7 days and are renewed at a third of
 // their life; ACME ones 90 days, renewed at 30): for them, being under the
 // threshold only means renewal is not working once that point has passed.
-func expiring(cr CertReport, days float64) bool {
+func expiring(cr CertReport, days float64, autoRenewed bool) bool {
 	if cr.DaysLeft >= days {
 		return false
+	}
+	if !autoRenewed {
+		return true
 	}
 	life := cr.NotAfter.Sub(cr.NotBefore)
 	return life <= 0 || time.Until(cr.NotAfter) < life/3

@@ -98,10 +98,10 @@ func (a *auditor) sqlUpstream(ctx context.Context, i int, l configs.SQLListener)
 		leg.Cert, leg.TLS = &cr, tls.VersionName(cs.Version)
 		c.Verdict = Pass
 		c.Finding = fmt.Sprintf("%s, %s, issued by %s, expires %s (%.1f days); %s", cr.Subject, cr.Key, cr.Issuer, cr.NotAfter.Format("2006-01-02"), cr.DaysLeft, leg.TLS)
-		if expiring(cr, 14) {
+		if expiring(cr, 14, false) {
 			c.Verdict, c.Key = Fail, key
 			c.Fix = "renew SQL Server's certificate (gateway ca issue can issue one from the internal CA)"
-		} else if expiring(cr, 30) {
+		} else if expiring(cr, 30, false) {
 			c.Verdict, c.Key = Warn, key
 			c.Fix = "renew SQL Server's certificate within " + itoa(int(cr.DaysLeft)-14) + " days"
 		}

@@ -218,6 +218,24 @@ func (h *History) Minutes(n int) []Minute {
 	return out
 }
 
+// Recent returns the last n-1 minutes (Minutes) and the minute under way:
+// what happened since the last sample, read now, so that a page shows load
+// as it runs instead of a minute later.
+func (h *History) Recent(n int) ([]Minute, error) {
+	cur, err := h.gather()
+	if err != nil {
+		return nil, err
+	}
+	out := h.Minutes(n - 1)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if len(h.samples) > 0 {
+		last := h.samples[len(h.samples)-1]
+		out = append(out, Minute{Start: last.at, Counts: delta(last, cur)})
+	}
+	return out, nil
+}
+
 // delta is cur - base per series; a counter that went down (a restart of
 // the registry, which a running process never sees) counts from zero.
 func delta(base, cur sample) Counts {

@@ -22,7 +22,8 @@ type Snapshot struct {
 	// Window is what the gateway saw over the span asked for with
 	// ?since=DURATION; absent without it.
 	Window *Window `json:"window,omitempty"`
-	// LastHour is the history minute by minute, oldest first.
+	// LastHour is the history minute by minute, oldest first; the last
+	// minute is the one under way, counted up to Generated.
 	LastHour []Minute `json:"last_hour"`
 }
 
@@ -85,7 +86,10 @@ func Build(src Source, h *History, since time.Duration) (Snapshot, error) {
 		NotReady:  src.Ready(),
 		Listeners: src.Listeners(),
 		Upstreams: src.Upstreams(),
-		LastHour:  h.Minutes(60),
+	}
+	var err error
+	if s.LastHour, err = h.Recent(60); err != nil {
+		return s, err
 	}
 	s.Ready = len(s.NotReady) == 0
 	s.Certificates, s.MissingCertificates = src.Certificates()
