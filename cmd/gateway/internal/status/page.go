@@ -20,6 +20,7 @@ const RefreshSeconds = 10
 var pageTmpl = template.Must(template.New("status").Funcs(template.FuncMap{
 	"ago":  func(t time.Time) string { return roundDuration(time.Since(t)) },
 	"date": func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04 UTC") },
+	"day":  func(t time.Time) string { return t.UTC().Format("2006-01-02") },
 	"join": strings.Join,
 	"days": func(d float64) string { return fmt.Sprintf("%.1f", d) },
 }).Parse(pageHTML))
