@@ -3,15 +3,19 @@ package configs
 import (
 	"reflect"
 	"slices"
+	"strings"
 	"time"
 )
 
 // Config is the whole gateway configuration. The zero value is not useful;
 // obtain one from Load, which applies the defaults documented in gateway.yaml.
 type Config struct {
-	Log     Log    `mapstructure:"log"`
-	Admin   Admin  `mapstructure:"admin"`
-	Storage string `mapstructure:"storage"`
+	Log   Log   `mapstructure:"log"`
+	Admin Admin `mapstructure:"admin"`
+	// Storage is a directory, or redis://[user@]host:port/db (rediss:// for
+	// TLS) shared by the gateways of a cluster, with StorageRedis.
+	Storage      string       `mapstructure:"storage"`
+	StorageRedis StorageRedis `mapstructure:"storage_redis"`
 	// DrainTimeout bounds how long SIGTERM/SIGINT waits for in-flight HTTP
 	// requests and TDS sessions before closing them.
 	DrainTimeout time.Duration `mapstructure:"drain_timeout"`
@@ -29,6 +33,34 @@ type Config struct {
 // the instance's TCP port on UDP port 1434 of the host they connect to.
 type SQLBrowser struct {
 	Listen string `mapstructure:"listen"` // UDP host:port; "" disables
+}
+
+// StorageRedis configures a redis:// storage.
+type StorageRedis struct {
+	// PasswordEnv names the environment variable holding Redis's password
+	// (AUTH); "" uses the URL's, if any.
+	PasswordEnv string `mapstructure:"password_env"`
+	// EncryptionKeyEnv names the environment variable holding 32 random
+	// bytes, base64: every value is sealed with it (AES-256-GCM). Required.
+	EncryptionKeyEnv string `mapstructure:"encryption_key_env"`
+	// Prefix starts every Redis key the cluster uses.
+	Prefix string `mapstructure:"prefix"`
+	// CAFile is PEM roots for a rediss:// server ("" means system roots).
+	CAFile string `mapstructure:"ca_file"`
+}
+
+// RedisStorage reports whether storage is a Redis URL.
+func (c *Config) RedisStorage() bool {
+	return strings.HasPrefix(c.Storage, "redis://") || strings.HasPrefix(c.Storage, "rediss://")
+}
+
+// ProxyProtocol accepts the PROXY protocol (v1 or v2) that a TCP load
+// balancer puts before each connection, so that logs, audit lines and
+// X-Forwarded-For name the real client. Only connections from Trusted
+// addresses may carry a header; with Enabled they must.
+type ProxyProtocol struct {
+	Enabled bool     `mapstructure:"enabled"`
+	Trusted []string `mapstructure:"trusted"` // CIDRs or addresses of the load balancers
 }
 
 // Log selects the zap logger's level and encoding.
@@ -78,9 +110,10 @@ type CertificateFile struct {
 
 // HTTP is the HTTPS front.
 type HTTP struct {
-	Listen         string `mapstructure:"listen"`          // "" disables the HTTPS front
-	RedirectListen string `mapstructure:"redirect_listen"` // "" disables
-	Sites          []Site `mapstructure:"sites"`
+	Listen         string        `mapstructure:"listen"`          // "" disables the HTTPS front
+	RedirectListen string        `mapstructure:"redirect_listen"` // "" disables
+	ProxyProtocol  ProxyProtocol `mapstructure:"proxy_protocol"`  // on the HTTPS listener
+	Sites          []Site        `mapstructure:"sites"`
 }
 
 // Site is one set of host names served from one group of upstreams. The
@@ -198,6 +231,8 @@ type SQLListener struct {
 	// Load sets DefaultSQLMaxConnections when the key is absent; zero (a
 	// struct built in code) also means the default, see MaxConns.
 	MaxConnections int `mapstructure:"max_connections"`
+	// ProxyProtocol is the PROXY protocol from a load balancer in front.
+	ProxyProtocol ProxyProtocol `mapstructure:"proxy_protocol"`
 	// Audit is the read-only login `gateway audit` uses to ask SQL Server
 	// itself which connections are encrypted and which databases are.
 	Audit SQLAudit `mapstructure:"audit"`
@@ -268,9 +303,10 @@ func (u SQLUpstream) TLS() UpstreamTLS {
 // and an empty routing_allow are), so that a reload keeps a listener whose
 // entry did not change.
 func (l SQLListener) Equal(o SQLListener) bool {
-	if !slices.Equal(l.Upstream.RoutingAllow, o.Upstream.RoutingAllow) {
+	if !slices.Equal(l.Upstream.RoutingAllow, o.Upstream.RoutingAllow) || !slices.Equal(l.ProxyProtocol.Trusted, o.ProxyProtocol.Trusted) {
 		return false
 	}
 	l.Upstream.RoutingAllow, o.Upstream.RoutingAllow = nil, nil
+	l.ProxyProtocol.Trusted, o.ProxyProtocol.Trusted = nil, nil
 	return reflect.DeepEqual(l, o)
 }

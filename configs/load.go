@@ -169,13 +169,15 @@ var listDefaults = map[string]map[string]any{
 		"access_log_query":            false,
 	},
 	"sql": {
-		"client_encryption":   ClientEncryptionRequired,
-		"instance":            "",
-		"audit.user":          "",
-		"audit.password_env":  "",
-		"upstream.encryption": UpstreamEncryptionRequired,
-		"upstream.routing":    RoutingRefuse,
-		"max_connections":     DefaultSQLMaxConnections,
+		"client_encryption":      ClientEncryptionRequired,
+		"instance":               "",
+		"proxy_protocol.enabled": false,
+		"proxy_protocol.trusted": []any{},
+		"audit.user":             "",
+		"audit.password_env":     "",
+		"upstream.encryption":    UpstreamEncryptionRequired,
+		"upstream.routing":       RoutingRefuse,
+		"max_connections":        DefaultSQLMaxConnections,
 	},
 }
 
@@ -279,7 +281,10 @@ func (c *Config) resolvePaths(baseDir string) {
 			*p = filepath.Join(baseDir, *p)
 		}
 	}
-	abs(&c.Storage)
+	if !c.RedisStorage() {
+		abs(&c.Storage)
+	}
+	abs(&c.StorageRedis.CAFile)
 	abs(&c.TLS.ACME.CARoot)
 	for i := range c.TLS.Certificates {
 		cf := &c.TLS.Certificates[i]

@@ -24,6 +24,12 @@ func CheckReload(running, next *Config) error {
 	if running.Storage != next.Storage {
 		restart("storage", quote(running.Storage), quote(next.Storage))
 	}
+	if running.StorageRedis != next.StorageRedis {
+		restart("storage_redis", "its previous values", "new ones")
+	}
+	if !slices.Equal(running.HTTP.ProxyProtocol.Trusted, next.HTTP.ProxyProtocol.Trusted) || running.HTTP.ProxyProtocol.Enabled != next.HTTP.ProxyProtocol.Enabled {
+		restart("http.proxy_protocol", "its previous values", "new ones")
+	}
 	rt, nt := running.TLS, next.TLS
 	if rt.Issuer != nt.Issuer {
 		restart("tls.issuer", quote(rt.Issuer), quote(nt.Issuer))

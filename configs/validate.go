@@ -1,6 +1,7 @@
 package configs
 
 import (
+	"encoding/base64"
 	"encoding/hex"
 	"fmt"
 	"net"
@@ -64,6 +65,10 @@ func (c *Config) validate(requireServe bool) error {
 	c.TLS.validate(&ps)
 	c.HTTP.validate(&ps, requireServe)
 	validateSQL(c.SQL, &ps)
+	checkProxyProtocol(&ps, "http.proxy_protocol", c.HTTP.ProxyProtocol)
+	for i, l := range c.SQL {
+		checkProxyProtocol(&ps, fmt.Sprintf("sql[%d].proxy_protocol", i), l.ProxyProtocol)
+	}
 	c.SQLBrowser.validate(c.SQL, &ps)
 	if c.TLS.MinVersion == TLS13 {
 		for i, l := range c.SQL {
@@ -86,7 +91,9 @@ func (c *Config) validateGeneral(ps *problems) {
 		checkListen(ps, "admin.listen", c.Admin.Listen)
 	}
 	if strings.TrimSpace(c.Storage) == "" {
-		ps.add("storage", "must name a directory for certificates and keys, e.g. ./data")
+		ps.add("storage", "must name a directory for certificates and keys, e.g. ./data, or redis://host:6379/0")
+	} else {
+		c.validateStorage(ps)
 	}
 	if c.DrainTimeout < 0 {
 		ps.add("drain_timeout", "must not be negative (e.g. 30s)")
@@ -441,4 +448,76 @@ func unwrapPathError(err error) error {
 		return pe.Err
 	}
 	return err
+}
+
+// validateStorage checks a redis:// storage and its storage_redis keys, or
+// that those keys are left alone with a directory.
+func (c *Config) validateStorage(ps *problems) {
+	r := c.StorageRedis
+	if !c.RedisStorage() {
+		if strings.Contains(c.Storage, "://") {
+			ps.add("storage", "%q: use a directory, or redis:// or rediss:// for a cluster", c.Storage)
+		}
+		if r.PasswordEnv != "" || r.EncryptionKeyEnv != "" || r.CAFile != "" {
+			ps.add("storage_redis", "has no effect: storage is a directory, not redis://")
+		}
+		return
+	}
+	u, err := url.Parse(c.Storage)
+	switch {
+	case err != nil:
+		ps.add("storage", "%q is not a URL: %v", c.Storage, err)
+	case u.Hostname() == "" || u.Port() == "":
+		ps.add("storage", "%q: write redis://host:port/db, e.g. redis://10.0.0.9:6379/0", c.Storage)
+	case u.User != nil:
+		if _, hasPw := u.User.Password(); hasPw {
+			ps.add("storage", "puts a password in the URL; name an environment variable in storage_redis.password_env instead")
+		}
+	}
+	if u != nil && strings.Trim(u.Path, "/") != "" {
+		if _, err := strconv.Atoi(strings.Trim(u.Path, "/")); err != nil {
+			ps.add("storage", "%q: the path must be a database number, e.g. /0", c.Storage)
+		}
+	}
+	if r.EncryptionKeyEnv == "" {
+		ps.add("storage_redis.encryption_key_env", "missing: name the environment variable holding 32 random bytes in base64 (openssl rand -base64 32); every value is sealed with it")
+	} else if v, ok := os.LookupEnv(r.EncryptionKeyEnv); !ok || v == "" {
+		ps.add("storage_redis.encryption_key_env", "environment variable %s is not set", r.EncryptionKeyEnv)
+	} else if k, err := base64.StdEncoding.DecodeString(strings.TrimSpace(v)); err != nil || len(k) != 32 {
+		ps.add("storage_redis.encryption_key_env", "%s must hold 32 bytes in base64 (openssl rand -base64 32)", r.EncryptionKeyEnv)
+	}
+	if r.PasswordEnv != "" {
+		if _, ok := os.LookupEnv(r.PasswordEnv); !ok {
+			ps.add("storage_redis.password_env", "environment variable %s is not set", r.PasswordEnv)
+		}
+	}
+	if strings.TrimSpace(r.Prefix) == "" || strings.ContainsAny(r.Prefix, " :*?[]") {
+		ps.add("storage_redis.prefix", "%q: use letters, digits, '-', '_' or '.' (default gateway)", r.Prefix)
+	}
+	if r.CAFile != "" {
+		if !strings.HasPrefix(c.Storage, "rediss://") {
+			ps.add("storage_redis.ca_file", "only applies to rediss:// (Redis over TLS)")
+		} else {
+			checkFile(ps, "storage_redis.ca_file", r.CAFile)
+		}
+	}
+}
+
+// checkProxyProtocol checks a proxy_protocol block.
+func checkProxyProtocol(ps *problems, key string, p ProxyProtocol) {
+	for i, t := range p.Trusted {
+		if _, err := netip.ParsePrefix(t); err == nil {
+			continue
+		}
+		if _, err := netip.ParseAddr(t); err == nil {
+			continue
+		}
+		ps.add(fmt.Sprintf("%s.trusted[%d]", key, i), "%q is not an address or a CIDR such as 10.0.0.0/24", t)
+	}
+	switch {
+	case p.Enabled && len(p.Trusted) == 0:
+		ps.add(key+".trusted", "is empty but enabled is true: list the load balancers' addresses (CIDRs) whose PROXY headers to accept")
+	case !p.Enabled && len(p.Trusted) > 0:
+		ps.add(key+".enabled", "is false, so trusted has no effect; set enabled: true behind a load balancer that sends PROXY headers")
+	}
 }

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"crypto/tls"
+	"net"
 	"net/http"
 	"time"
 )
@@ -67,6 +68,8 @@ type options struct {
 	upstreamTLS         *tls.Config
 	redirectPort        int
 	stickyKeyFile       string
+	wrapListener        func(net.Listener) net.Listener
+	shared              SharedStore
 	http1Only           HTTP1OnlyStore
 	metrics             *Metrics
 }
@@ -165,6 +168,14 @@ func WithHTTP1OnlyFile(path string) Option {
 			o.http1Only = HTTP1OnlyFile(path)
 		}
 	}
+}
+
+// WithListenerWrapper wraps the HTTPS listening socket before it serves,
+// for the PROXY protocol of a load balancer in front: the connections it
+// returns give the real client as RemoteAddr (the access log and
+// X-Forwarded-For follow). Nil (the default) serves the socket as is.
+func WithListenerWrapper(wrap func(net.Listener) net.Listener) Option {
+	return func(o *options) { o.wrapListener = wrap }
 }
 
 // WithHTTP1OnlyStore is WithHTTP1OnlyFile with any store, such as one

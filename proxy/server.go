@@ -260,7 +260,13 @@ func (s *Server) loadStickyKey() ([]byte, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.stickyKey == nil {
-		key, err := loadStickyKey(s.opts.stickyKeyFile)
+		var key []byte
+		var err error
+		if s.opts.shared != nil {
+			key, err = stickyKeyFrom(s.opts.shared)
+		} else {
+			key, err = loadStickyKey(s.opts.stickyKeyFile)
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -395,7 +401,11 @@ func (s *Server) Serve(ctx context.Context) error {
 
 // serveHTTPSLocked serves the HTTPS listener ln on its own goroutine.
 func (s *Server) serveHTTPSLocked(ln net.Listener) {
-	wrapped := &connListener{Listener: ln, writeIdle: s.opts.writeIdleTimeout, srv: s}
+	accept := ln
+	if s.opts.wrapListener != nil {
+		accept = s.opts.wrapListener(ln)
+	}
+	wrapped := &connListener{Listener: accept, writeIdle: s.opts.writeIdleTimeout, srv: s}
 	s.goServeLocked("https", ln, func() error { return s.https.ServeTLS(wrapped, "", "") })
 }
 

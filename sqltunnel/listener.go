@@ -251,7 +251,11 @@ func (l *Listener) Serve(ctx context.Context) error {
 
 	var err error
 	if !l.retired.Load() {
-		err = l.acceptLoop(ctx, sessCtx, ln)
+		accept := ln
+		if l.opts.wrapListener != nil {
+			accept = l.opts.wrapListener(ln)
+		}
+		err = l.acceptLoop(ctx, sessCtx, accept)
 	}
 	close(l.acceptDone)
 	sessionsDone := make(chan struct{})

@@ -53,6 +53,7 @@ type options struct {
 	dialer           Dialer
 	resolver         Resolver
 	instances        InstanceResolver
+	wrapListener     func(net.Listener) net.Listener
 	maxConns         int
 	handshakeTimeout time.Duration
 	loginTimeout     time.Duration
@@ -120,6 +121,16 @@ func WithResolver(r Resolver) Option {
 // host's SQL Browser, keeping answers for browser.DefaultCacheTTL.
 func WithInstanceResolver(r InstanceResolver) Option {
 	return func(o *options) { o.instances = r }
+}
+
+// WithListenerWrapper wraps the listening socket for the accept loop, for
+// the PROXY protocol of a load balancer in front: the connections it
+// returns give the real client as RemoteAddr, which the logs, the "sql
+// login" line and the loopback policy then use. The socket itself (what
+// Retire hands over) stays unwrapped. Nil (the default) accepts on the
+// socket as is.
+func WithListenerWrapper(wrap func(net.Listener) net.Listener) Option {
+	return func(o *options) { o.wrapListener = wrap }
 }
 
 // WithMaxConns caps the client connections served at once; the excess is
