@@ -94,7 +94,6 @@ type pebbleServer struct {
 
 func startPebble(t *testing.T, httpPort, tlsPort int) *pebbleServer {
 	t.Helper()
-	dir := t.TempDir()
 
 	dnsPort := freeUDPAndTCPPort(t)
 	dnsAddr := net.JoinHostPort("127.0.0.1", strconv.Itoa(dnsPort))
@@ -122,6 +121,14 @@ func startPebble(t *testing.T, httpPort, tlsPort int) *pebbleServer {
 		return nil
 	})
 
+	return launchPebble(t, httpPort, tlsPort, dnsAddr)
+}
+
+// launchPebble runs pebble resolving every name through the DNS server at
+// dnsAddr (-dnsserver), with challenge validation for real.
+func launchPebble(t *testing.T, httpPort, tlsPort int, dnsAddr string) *pebbleServer {
+	t.Helper()
+	dir := t.TempDir()
 	certPEM, keyPEM := selfSignedServer(t, "127.0.0.1", "localhost")
 	pb := &pebbleServer{
 		listenerCertFile: writeFile(t, dir, "pebble.crt", certPEM),
