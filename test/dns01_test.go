@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/gateway-project/gateway/tlsmgr/rfc2136/bindtest"
+	"github.com/gateway-project/gateway/tlsmgr/route53/r53test"
 )
 
 // requireTools fails the test when CI is set and a real server it needs is
@@ -153,5 +154,60 @@ func TestCheckChallenges(t *testing.T) {
 	res = runCLI(t, nil, "check", "--config", cfg.write(t))
 	if res.code != 1 || !strings.Contains(res.stdout, "http.sites[0].hosts[2]: \"*.clinic.example\" is a wildcard") {
 		t.Errorf("check of a wildcard without DNS-01:\n%s", res)
+	}
+}
+
+// TestDNS01Route53 runs the real binary with the route53 provider: the AWS
+// SDK takes its credentials from the environment (the default chain) and is
+// pointed at the Route 53 double with the SDK's own endpoint setting
+// (AWS_ENDPOINT_URL_ROUTE_53, not a gateway option); the double checks
+// every signature and change batch and serves its zone as DNS to pebble.
+// No log line of the gateway, at debug, carries the secret key or the
+// session token.
+func TestDNS01Route53(t *testing.T) {
+	t.Parallel()
+	requireTools(t, "pebble")
+	d := r53test.Start(t)
+	d.AddZone("clinic.example", false)
+	dnsAddr := d.ServeDNS(t)
+	registerSecret(d.SecretKey) // log hygiene: proof_secrets_test.go
+	registerSecret(d.SessionToken)
+	pb := launchPebble(t, freePort(t), freePort(t), dnsAddr)
+
+	cfg := newConfig(t, newEchoBackend(t, nil).URL, "*.clinic.example")
+	cfg.Log.Level = "debug"
+	cfg.TLS.Issuer = "acme"
+	cfg.TLS.ACME = &gwACME{
+		CA: pb.directory, CARoot: pb.listenerCertFile,
+		DisableHTTPChallenge: true, DisableTLSALPNChallenge: true,
+		DNS: &gwDNS{Provider: "route53", PropagationTimeout: "1m", Resolvers: []string{dnsAddr}},
+	}
+	none := filepath.Join(t.TempDir(), "none")
+	g := startGateway(t, cfg.write(t),
+		"AWS_ACCESS_KEY_ID="+d.AccessKey, "AWS_SECRET_ACCESS_KEY="+d.SecretKey, "AWS_SESSION_TOKEN="+d.SessionToken,
+		"AWS_ENDPOINT_URL_ROUTE_53="+d.URL, "AWS_EC2_METADATA_DISABLED=true", "AWS_REGION=", "AWS_PROFILE=",
+		"AWS_CONFIG_FILE="+none, "AWS_SHARED_CREDENTIALS_FILE="+none)
+	state, err := handshake(g.httpsAddr, "ehr.clinic.example", certPool(t, pb.issuingRoot(t)))
+	if err != nil {
+		t.Fatalf("the wildcard certificate does not verify against pebble's root: %v", err)
+	}
+	if got := state.PeerCertificates[0].DNSNames; !slices.Equal(got, []string{"*.clinic.example"}) {
+		t.Errorf("served %v", got)
+	}
+	g.stop(t)
+	if v := d.Violations(); len(v) > 0 {
+		t.Errorf("the double refused requests the real API would refuse:\n%s", strings.Join(v, "\n"))
+	}
+	if v := d.TXT("_acme-challenge.clinic.example"); len(v) != 0 {
+		t.Errorf("challenge record left behind: %q", v)
+	}
+	lines := g.stderr.all()
+	for _, line := range lines {
+		if strings.Contains(line, d.SecretKey) || strings.Contains(line, d.SessionToken) {
+			t.Errorf("a credential appears in a gateway log line: %s", line)
+		}
+	}
+	if !slices.ContainsFunc(lines, func(l string) bool { return strings.Contains(l, "route53 change in sync") }) {
+		t.Errorf("the debug log shows no route53 change")
 	}
 }
