@@ -114,6 +114,7 @@ func dnsSolver(d configs.ACMEDNS, prov certmagic.DNSProvider, log *zap.Logger) *
 // (Challenges). Both store certificates under the same issuer key.
 type dnsFirst struct {
 	dns, fallback *certmagic.ACMEIssuer
+	log           *zap.Logger
 }
 
 var (
@@ -134,6 +135,7 @@ func (d dnsFirst) Issue(ctx context.Context, csr *x509.CertificateRequest) (*cer
 	if err == nil || ctx.Err() != nil || !csrReachable(csr) {
 		return cert, err
 	}
+	d.log.Warn("dns-01 failed; trying http-01 and tls-alpn-01", zap.Strings("names", csr.DNSNames), zap.Error(err))
 	cert, ferr := d.fallback.Issue(ctx, csr)
 	if ferr == nil {
 		return cert, nil

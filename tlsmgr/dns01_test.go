@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -304,3 +305,44 @@ func txtRecords(t *testing.T, server, name string) []string {
 }
 
 func strconvParseBool() (bool, error) { return strconv.ParseBool(os.Getenv("CI")) }
+
+// TestDNS01Fallback: with a DNS provider that fails (a wrong TSIG secret)
+// and HTTP-01 enabled, a name pebble can reach is obtained through HTTP-01
+// on the gateway's own listener, while a wildcard is not tried there and
+// fails with the DNS error.
+func TestDNS01Fallback(t *testing.T) {
+	bind := bindtest.Start(t, "internal.test", "app A 127.0.0.1")
+	bin, err := exec.LookPath("pebble")
+	if err != nil {
+		requireTool(t, "pebble not found: install the Debian package pebble")
+	}
+	httpLn := listen(t)
+	p := startPebble(t, bin, portOfAddr(httpLn), freePort(t), pebbleOpts{dnsServer: bind.Addr})
+	t.Setenv("TLSMGR_TEST_FALLBACK_TSIG", "d3Jvbmctc2VjcmV0LXdyb25nLXNlY3JldC13cm9uZyE=")
+	cfg := dnsACMEConfig(p, configs.ACMEDNS{Provider: configs.DNSProviderRFC2136, Server: bind.Addr, TSIGKeyName: bind.KeyName,
+		TSIGSecretEnv: "TLSMGR_TEST_FALLBACK_TSIG", Resolvers: []string{bind.Addr}})
+	cfg.ACME.DisableHTTPChallenge = false
+	m, logs := observedManager(t, cfg, t.TempDir())
+	if err := m.SetChallengeAddresses(httpLn.Addr().String(), ""); err != nil {
+		t.Fatal(err)
+	}
+	hs := &http.Server{ReadHeaderTimeout: 5 * time.Second, Handler: m.HTTPChallengeHandler(nil)}
+	go hs.Serve(httpLn)
+	t.Cleanup(func() { hs.Close() })
+
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if err := m.Manage(ctx, []string{"app.internal.test"}); err != nil {
+		t.Fatalf("Manage with HTTP-01 as the fallback: %v\npebble log:\n%s", err, p.log())
+	}
+	if logs.FilterMessage("dns-01 failed; trying http-01 and tls-alpn-01").Len() != 1 {
+		t.Errorf("the failed DNS-01 attempt was not logged")
+	}
+	if !strings.Contains(p.log(), "Attempting to validate w/ HTTP") {
+		t.Errorf("pebble did not validate over HTTP:\n%s", p.log())
+	}
+	err = m.Manage(ctx, []string{"*.internal.test"})
+	if err == nil || !strings.Contains(err.Error(), "NOTAUTH") || strings.Contains(err.Error(), "http-01") {
+		t.Errorf("wildcard with a failing DNS provider: %v, want the DNS error alone", err)
+	}
+}

@@ -98,7 +98,7 @@ func (m *Manager) setupACME() error {
 		if a.DisableHTTPChallenge && a.DisableTLSALPNChallenge {
 			m.acme, issuer = dnsIss, dnsIss
 		} else {
-			issuer = dnsFirst{dns: dnsIss, fallback: m.acme}
+			issuer = dnsFirst{dns: dnsIss, fallback: m.acme, log: m.log.Named("dns01")}
 		}
 	}
 	if iss, ok := issuer.(*certmagic.ACMEIssuer); ok && a.Email == "" {
