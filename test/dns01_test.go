@@ -217,3 +217,46 @@ func TestDNS01Route53(t *testing.T) {
 		t.Errorf("the debug log shows no route53 change")
 	}
 }
+
+// TestEABPebble runs the real binary against pebble requiring external
+// account binding: with the right MAC key the account is created and the
+// certificate served; with a wrong one the gateway stops with an error
+// saying the binding of that key ID was refused.
+func TestEABPebble(t *testing.T) {
+	t.Parallel()
+	requireTools(t, "pebble", "named")
+	const kid, mac = "kid-clinic", "zWNDZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W"
+	registerSecret(mac)
+	bind := bindtest.Start(t, "internal.test")
+	registerSecret(bind.Secret)
+	pb := launchPebble(t, freePort(t), freePort(t), bind.Addr, map[string]string{kid: mac})
+	for _, tc := range []struct {
+		name, key string
+		ok        bool
+	}{
+		{"wrong MAC key", "c29tZS1vdGhlci1tYWMta2V5LXRoYXQtcGViYmxlLWRvZXMtbm90LWtub3c", false},
+		{"right MAC key", mac, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := dnsGatewayConfig(t, pb, bind, "E2E_TSIG_SECRET", "eab.internal.test")
+			cfg.TLS.ACME.EAB = &gwEAB{KeyID: kid, MACKeyEnv: "E2E_EAB_MAC"}
+			env := []string{"E2E_TSIG_SECRET=" + bind.Secret, "E2E_EAB_MAC=" + tc.key}
+			if tc.ok {
+				g := startGateway(t, cfg.write(t), env...)
+				if _, err := handshake(g.httpsAddr, "eab.internal.test", certPool(t, pb.issuingRoot(t))); err != nil {
+					t.Errorf("certificate obtained with EAB does not verify: %v", err)
+				}
+				g.stop(t)
+				return
+			}
+			p := startProc(t, procSpec{name: "gateway", bin: gatewayBin, args: []string{"run", "--config", cfg.write(t)}, env: env})
+			if code := p.waitExit(t, 60*time.Second); code != 1 {
+				t.Fatalf("gateway exited %d with a wrong EAB MAC key, want 1", code)
+			}
+			log := strings.Join(p.stderr.all(), "\n")
+			if !strings.Contains(log, "refused the external account binding of key_id "+kid) {
+				t.Errorf("the error does not say the binding was refused:\n%s", log)
+			}
+		})
+	}
+}

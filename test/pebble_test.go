@@ -125,8 +125,9 @@ func startPebble(t *testing.T, httpPort, tlsPort int) *pebbleServer {
 }
 
 // launchPebble runs pebble resolving every name through the DNS server at
-// dnsAddr (-dnsserver), with challenge validation for real.
-func launchPebble(t *testing.T, httpPort, tlsPort int, dnsAddr string) *pebbleServer {
+// dnsAddr (-dnsserver), with challenge validation for real. With eabKeys
+// (key ID -> base64url MAC key) it requires external account binding.
+func launchPebble(t *testing.T, httpPort, tlsPort int, dnsAddr string, eabKeys ...map[string]string) *pebbleServer {
 	t.Helper()
 	dir := t.TempDir()
 	certPEM, keyPEM := selfSignedServer(t, "127.0.0.1", "localhost")
@@ -138,7 +139,7 @@ func launchPebble(t *testing.T, httpPort, tlsPort int, dnsAddr string) *pebbleSe
 	listen := net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort(t)))
 	pb.mgmt = net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort(t)))
 	pb.directory = "https://" + listen + "/dir"
-	conf, err := json.MarshalIndent(map[string]any{"pebble": map[string]any{
+	settings := map[string]any{
 		"listenAddress":                  listen,
 		"managementListenAddress":        pb.mgmt,
 		"certificate":                    pb.listenerCertFile,
@@ -146,8 +147,12 @@ func launchPebble(t *testing.T, httpPort, tlsPort int, dnsAddr string) *pebbleSe
 		"httpPort":                       httpPort,
 		"tlsPort":                        tlsPort,
 		"ocspResponderURL":               "",
-		"externalAccountBindingRequired": false,
-	}}, "", "  ")
+		"externalAccountBindingRequired": len(eabKeys) > 0,
+	}
+	if len(eabKeys) > 0 {
+		settings["externalAccountMACKeys"] = eabKeys[0]
+	}
+	conf, err := json.MarshalIndent(map[string]any{"pebble": settings}, "", "  ")
 	if err != nil {
 		t.Fatal(err)
 	}
