@@ -37,7 +37,10 @@ const challengeTTL = time.Minute
 // one, a wildcard (DNS-01 only, RFC 8555 section 7.1.3) and a name that
 // looks internal (configs.LooksInternal) cannot be obtained.
 func Challenges(a configs.ACME, name string) (types []string, problem string) {
-	if a.DNS.Enabled() {
+	ip := isIP(normalizeName(name))
+	// An IP address has no DNS zone: RFC 8738 section 7 allows only
+	// HTTP-01 and TLS-ALPN-01 for it.
+	if a.DNS.Enabled() && !ip {
 		types = append(types, ChallengeDNS01)
 	}
 	if reachable(name) {
@@ -55,6 +58,8 @@ func Challenges(a configs.ACME, name string) (types []string, problem string) {
 		return nil, fmt.Sprintf("%s is a wildcard: an ACME CA validates wildcards only with DNS-01; set tls.acme.dns.provider", name)
 	case reachable(name):
 		return nil, fmt.Sprintf("%s: every challenge is disabled; enable HTTP-01 or TLS-ALPN-01, or set tls.acme.dns.provider", name)
+	case ip:
+		return nil, fmt.Sprintf("%s is a private address: an ACME CA validates an IP address only by connecting to it (HTTP-01, TLS-ALPN-01; DNS-01 cannot prove an address); use a DNS name, or tls.issuer internal", name)
 	default:
 		return nil, fmt.Sprintf("%s looks internal (a single label, a private-use suffix such as .local, .internal, .lan or .corp, or a private address): an ACME CA cannot reach it for HTTP-01 or TLS-ALPN-01; set tls.acme.dns.provider for DNS-01 (with a CA that can resolve the name), use a public name, or tls.issuer internal", name)
 	}

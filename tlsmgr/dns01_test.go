@@ -40,11 +40,13 @@ func TestChallenges(t *testing.T) {
 		{"wildcard without dns", configs.ACME{}, "*.clinic.example", nil, "only with DNS-01"},
 		{"internal without dns", configs.ACME{}, "sql01.clinic.local", nil, "looks internal"},
 		{"single label", configs.ACME{}, "sql01", nil, "looks internal"},
-		{"private address", configs.ACME{}, "10.0.1.7", nil, "looks internal"},
+		{"private address", configs.ACME{}, "10.0.1.7", nil, "is a private address"},
 		{"everything off", configs.ACME{DisableHTTPChallenge: true, DisableTLSALPNChallenge: true}, "portal.clinic.example", nil, "every challenge is disabled"},
 		{"dns first, then the others", configs.ACME{DNS: rfc}, "portal.clinic.example", []string{ChallengeDNS01, ChallengeHTTP01, ChallengeTLSALPN01}, ""},
 		{"dns for a wildcard", configs.ACME{DNS: rfc}, "*.clinic.example", []string{ChallengeDNS01}, ""},
 		{"dns for an internal name", configs.ACME{DNS: rfc}, "sql01.clinic.local", []string{ChallengeDNS01}, ""},
+		{"dns cannot prove an address", configs.ACME{DNS: rfc}, "10.0.1.7", nil, "DNS-01 cannot prove an address"},
+		{"public address", configs.ACME{DNS: rfc}, "8.8.8.8", []string{ChallengeHTTP01, ChallengeTLSALPN01}, ""},
 		{"dns only", configs.ACME{DNS: rfc, DisableHTTPChallenge: true, DisableTLSALPNChallenge: true}, "portal.clinic.example", []string{ChallengeDNS01}, ""},
 	}
 	for _, tc := range tests {
