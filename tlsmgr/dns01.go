@@ -130,8 +130,11 @@ var (
 
 func (d dnsFirst) IssuerKey() string { return d.dns.IssuerKey() }
 
-// PreCheck never prompts (see quietACME).
+// PreCheck never prompts (see quietACME). The fallback's own check only
+// settles its account e-mail as the DNS issuer's does, so that both use one
+// account; its verdict is the DNS issuer's.
 func (d dnsFirst) PreCheck(ctx context.Context, names []string, _ bool) error {
+	_ = d.fallback.PreCheck(ctx, names, false)
 	return d.dns.PreCheck(ctx, names, false)
 }
 
