@@ -10,6 +10,8 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/credentials/ec2rolecreds"
+	"github.com/aws/aws-sdk-go-v2/feature/ec2/imds"
 	r53 "github.com/aws/aws-sdk-go-v2/service/route53"
 	"github.com/aws/aws-sdk-go-v2/service/route53/types"
 	"github.com/libdns/libdns"
@@ -70,7 +72,14 @@ func New(ctx context.Context, cfg Config) (*Provider, error) {
 // newProvider is New with SDK client options; tests point the client at
 // a double of the API with them. They are not a user setting.
 func newProvider(ctx context.Context, cfg Config, optFns ...func(*r53.Options)) (*Provider, error) {
-	var loadOpts []func(*awsconfig.LoadOptions) error
+	loadOpts := []func(*awsconfig.LoadOptions) error{
+		// The instance role is read through IMDSv2 only: no fallback to
+		// IMDSv1, whose unauthenticated GET a server-side request forgery
+		// on the host could replay.
+		awsconfig.WithEC2RoleCredentialOptions(func(o *ec2rolecreds.Options) {
+			o.Client = imds.New(imds.Options{EnableFallback: aws.FalseTernary})
+		}),
+	}
 	if cfg.Region != "" {
 		loadOpts = append(loadOpts, awsconfig.WithRegion(cfg.Region))
 	}
