@@ -8,9 +8,11 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/gateway-project/gateway/sqltunnel/tdstest"
 	"github.com/gateway-project/gateway/tlsmgr/rfc2136/bindtest"
 	"github.com/gateway-project/gateway/tlsmgr/route53/r53test"
 )
@@ -57,8 +59,9 @@ func dnsGatewayConfig(t *testing.T, pb *pebbleServer, s *bindtest.Server, secret
 
 // TestDNS01BIND runs the real binary against pebble, which validates the
 // DNS-01 records the gateway writes into a real BIND 9 zone through TSIG
-// signed updates: a certificate for app.internal.test and one for
-// *.internal.test are served and verify against pebble's root, and no
+// signed updates: certificates for app.internal.test, *.internal.test and
+// the SQL listener's *.db.internal.test are served and verify against
+// pebble's root (a TLS client, and go-mssqldb through the listener), and no
 // challenge record is left. With a wrong TSIG secret the gateway stops
 // with an error naming the server and the key, and nothing is stored.
 func TestDNS01BIND(t *testing.T) {
@@ -69,13 +72,20 @@ func TestDNS01BIND(t *testing.T) {
 	pb := launchPebble(t, freePort(t), freePort(t), bind.Addr)
 
 	t.Run("obtains and serves", func(t *testing.T) {
-		cfg := dnsGatewayConfig(t, pb, bind, "E2E_TSIG_SECRET", "app.internal.test", "*.internal.test")
+		// A site with a name and a wildcard, and a SQL listener whose
+		// hostname is a wildcard too: three DNS-01 certificates.
+		backend := newSQLBackend(t, tdstest.Config{Encryption: tdstest.EncryptForced})
+		cfg := newSQLConfig(t, "required", backend.srv.Addr(), backend.caFile)
+		cfg.gwConfig = *dnsGatewayConfig(t, pb, bind, "E2E_TSIG_SECRET", "app.internal.test", "*.internal.test")
+		cfg.SQL[0].Hostname = "*.db.internal.test"
 		start := time.Now()
-		g := startGateway(t, cfg.write(t), "E2E_TSIG_SECRET="+bind.Secret)
-		t.Logf("gateway ready with two DNS-01 certificates in %s", time.Since(start).Round(time.Millisecond))
-		roots := certPool(t, pb.issuingRoot(t))
+		g := startProc(t, procSpec{name: "gateway", bin: gatewayBin, args: []string{"run", "--config", cfg.write(t)}, env: []string{"E2E_TSIG_SECRET=" + bind.Secret}})
+		ready := g.waitLog(t, 90*time.Second, `"gateway ready"`, msgIs("gateway ready"))
+		t.Logf("gateway ready with three DNS-01 certificates in %s", time.Since(start).Round(time.Millisecond))
+		rootPEM := pb.issuingRoot(t)
+		roots := certPool(t, rootPEM)
 		for name, want := range map[string]string{"app.internal.test": "app.internal.test", "ward7.internal.test": "*.internal.test"} {
-			state, err := handshake(g.httpsAddr, name, roots)
+			state, err := handshake(ready.str("https_addr"), name, roots)
 			if err != nil {
 				t.Errorf("%s: the served certificate does not verify against pebble's root: %v", name, err)
 				continue
@@ -87,14 +97,25 @@ func TestDNS01BIND(t *testing.T) {
 		if !strings.Contains(pb.proc.stdout.String(), "set VALID by completed challenge") {
 			t.Errorf("pebble validated no challenge:\n%s", pb.proc.stdout.String())
 		}
+		// go-mssqldb verifies the wildcard the SQL listener serves for the
+		// name it connects with, against pebble's root.
+		db := openMSSQL(t, mssqlDSN(ready.str("sql_addr"), map[string]string{
+			"encrypt": "true", "certificate": writeFile(t, t.TempDir(), "pebble-root.pem", rootPEM), "hostNameInCertificate": "ehr.db.internal.test"}))
+		if err := mssqlQueries(sqlCtx(t), db); err != nil {
+			t.Errorf("SQL through the listener with a wildcard hostname: %v", err)
+		}
+		_ = db.Close()
 		host, port, _ := net.SplitHostPort(bind.Addr)
-		for _, name := range []string{"_acme-challenge.app.internal.test", "_acme-challenge.internal.test"} {
+		for _, name := range []string{"_acme-challenge.app.internal.test", "_acme-challenge.internal.test", "_acme-challenge.db.internal.test"} {
 			out, err := exec.Command("dig", "@"+host, "-p", port, name, "TXT", "+short").CombinedOutput()
 			if err != nil || strings.TrimSpace(string(out)) != "" {
 				t.Errorf("dig %s TXT after the obtain: %q %v", name, out, err)
 			}
 		}
-		g.stop(t)
+		g.signal(t, syscall.SIGTERM)
+		if code := g.waitExit(t, 30*time.Second); code != 0 {
+			t.Errorf("gateway exited %d after SIGTERM", code)
+		}
 	})
 
 	t.Run("wrong TSIG secret", func(t *testing.T) {
