@@ -96,6 +96,12 @@ type ACME struct {
 	CARoot                  string `mapstructure:"ca_root"`
 	DisableHTTPChallenge    bool   `mapstructure:"disable_http_challenge"`
 	DisableTLSALPNChallenge bool   `mapstructure:"disable_tls_alpn_challenge"`
+	// DNS enables the DNS-01 challenge (acmedns.go); its zero value leaves
+	// HTTP-01 and TLS-ALPN-01 alone.
+	DNS ACMEDNS `mapstructure:"dns"`
+	// EAB is the external account binding some CAs require (RFC 8555
+	// section 7.3.4); zero means none.
+	EAB ACMEEAB `mapstructure:"eab"`
 }
 
 // CertificateFile is an operator-supplied certificate: either a PEM pair

@@ -36,6 +36,14 @@ type UpstreamEncryption string
 // ENVCHANGE (Azure SQL redirection, read-only routing).
 type Routing string
 
+// DNSProvider is tls.acme.dns.provider: the DNS service that publishes
+// ACME DNS-01 challenge records ("" means no DNS-01).
+type DNSProvider string
+
+// TSIGAlgorithm is tls.acme.dns.tsig_algorithm: the HMAC that signs RFC
+// 2136 updates (RFC 8945).
+type TSIGAlgorithm string
+
 // LoadBalancing is http.sites[].load_balancing ("" means round_robin).
 type LoadBalancing string
 
@@ -78,6 +86,15 @@ const (
 	RoutingRefuse Routing = "refuse" // error 50906: the client would bypass the gateway
 	RoutingFollow Routing = "follow" // the gateway connects to the routed server itself
 
+	DNSProviderRFC2136 DNSProvider = "rfc2136" // dynamic updates to a DNS server (BIND, Windows DNS, PowerDNS, Knot)
+	DNSProviderRoute53 DNSProvider = "route53" // Amazon Route 53
+
+	TSIGHMACSHA1   TSIGAlgorithm = "hmac-sha1"
+	TSIGHMACSHA224 TSIGAlgorithm = "hmac-sha224"
+	TSIGHMACSHA256 TSIGAlgorithm = "hmac-sha256"
+	TSIGHMACSHA384 TSIGAlgorithm = "hmac-sha384"
+	TSIGHMACSHA512 TSIGAlgorithm = "hmac-sha512"
+
 	LoadBalancingRoundRobin LoadBalancing = "round_robin"
 	LoadBalancingLeastConn  LoadBalancing = "least_conn"
 
@@ -109,6 +126,8 @@ var (
 	clientEncryptions   = []ClientEncryption{ClientEncryptionRequired, ClientEncryptionStrict, ClientEncryptionAllowPlaintextLoopback}
 	upstreamEncryptions = []UpstreamEncryption{UpstreamEncryptionRequired, UpstreamEncryptionStrict, UpstreamEncryptionDisabledLoopback}
 	routings            = []Routing{"", RoutingRefuse, RoutingFollow}
+	dnsProviders        = []DNSProvider{"", DNSProviderRFC2136, DNSProviderRoute53}
+	tsigAlgorithms      = []TSIGAlgorithm{"", TSIGHMACSHA256, TSIGHMACSHA384, TSIGHMACSHA512, TSIGHMACSHA224, TSIGHMACSHA1}
 	loadBalancings      = []LoadBalancing{"", LoadBalancingRoundRobin, LoadBalancingLeastConn}
 	clientAuthModes     = []ClientAuthMode{"", ClientAuthNone, ClientAuthOptional, ClientAuthRequired}
 	sameSites           = []SameSite{"", SameSiteLax, SameSiteStrict, SameSiteNone}
@@ -123,6 +142,8 @@ func (v TLSVersion) Valid() bool         { return slices.Contains(tlsVersions, v
 func (v ClientEncryption) Valid() bool   { return slices.Contains(clientEncryptions, v) }
 func (v UpstreamEncryption) Valid() bool { return slices.Contains(upstreamEncryptions, v) }
 func (v Routing) Valid() bool            { return slices.Contains(routings, v) }
+func (v DNSProvider) Valid() bool        { return slices.Contains(dnsProviders, v) }
+func (v TSIGAlgorithm) Valid() bool      { return slices.Contains(tsigAlgorithms, v) }
 func (v LoadBalancing) Valid() bool      { return slices.Contains(loadBalancings, v) }
 func (v ClientAuthMode) Valid() bool     { return slices.Contains(clientAuthModes, v) }
 func (v SameSite) Valid() bool           { return slices.Contains(sameSites, v) }
@@ -138,6 +159,8 @@ func (v *ClientEncryption) UnmarshalText(b []byte) error { return parseEnum(v, b
 func (v *UpstreamEncryption) UnmarshalText(b []byte) error {
 	return parseEnum(v, b, upstreamEncryptions)
 }
+func (v *DNSProvider) UnmarshalText(b []byte) error    { return parseEnum(v, b, dnsProviders) }
+func (v *TSIGAlgorithm) UnmarshalText(b []byte) error  { return parseEnum(v, b, tsigAlgorithms) }
 func (v *LoadBalancing) UnmarshalText(b []byte) error  { return parseEnum(v, b, loadBalancings) }
 func (v *ClientAuthMode) UnmarshalText(b []byte) error { return parseEnum(v, b, clientAuthModes) }
 func (v *SameSite) UnmarshalText(b []byte) error       { return parseEnum(v, b, sameSites) }

@@ -53,6 +53,18 @@ func CheckReload(running, next *Config) error {
 		{"tls.acme.ca_root", quote(ra.CARoot), quote(na.CARoot)},
 		{"tls.acme.disable_http_challenge", ra.DisableHTTPChallenge, na.DisableHTTPChallenge},
 		{"tls.acme.disable_tls_alpn_challenge", ra.DisableTLSALPNChallenge, na.DisableTLSALPNChallenge},
+		{"tls.acme.dns.provider", quote(ra.DNS.Provider), quote(na.DNS.Provider)},
+		{"tls.acme.dns.server", quote(ra.DNS.Server), quote(na.DNS.Server)},
+		{"tls.acme.dns.tsig_key_name", quote(ra.DNS.TSIGKeyName), quote(na.DNS.TSIGKeyName)},
+		{"tls.acme.dns.tsig_algorithm", quote(ra.DNS.TSIGAlgorithm), quote(na.DNS.TSIGAlgorithm)},
+		{"tls.acme.dns.tsig_secret_env", quote(ra.DNS.TSIGSecretEnv), quote(na.DNS.TSIGSecretEnv)},
+		{"tls.acme.dns.zone", quote(ra.DNS.Zone), quote(na.DNS.Zone)},
+		{"tls.acme.dns.hosted_zone_id", quote(ra.DNS.HostedZoneID), quote(na.DNS.HostedZoneID)},
+		{"tls.acme.dns.region", quote(ra.DNS.Region), quote(na.DNS.Region)},
+		{"tls.acme.dns.propagation_timeout", ra.DNS.PropagationTimeout, na.DNS.PropagationTimeout},
+		{"tls.acme.dns.resolvers", fmt.Sprintf("%q", ra.DNS.Resolvers), fmt.Sprintf("%q", na.DNS.Resolvers)},
+		{"tls.acme.eab.key_id", quote(ra.EAB.KeyID), quote(na.EAB.KeyID)},
+		{"tls.acme.eab.mac_key_env", quote(ra.EAB.MACKeyEnv), quote(na.EAB.MACKeyEnv)},
 	} {
 		if f.was != f.now {
 			restart(f.key, f.was, f.now)

@@ -40,6 +40,11 @@ func TestCheckReload(t *testing.T) {
 			c.TLS.ACME.Email = "ops@example.com"
 			c.TLS.ACME.DisableHTTPChallenge = true
 		}, []string{"tls.acme.email", "tls.acme.disable_http_challenge"}},
+		{"acme dns and eab", func(c *Config) {
+			c.TLS.ACME.DNS.Provider = DNSProviderRFC2136
+			c.TLS.ACME.DNS.Resolvers = []string{"10.0.0.53"}
+			c.TLS.ACME.EAB.KeyID = "kid-1"
+		}, []string{"tls.acme.dns.provider", "tls.acme.dns.resolvers", "tls.acme.eab.key_id"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -70,6 +70,7 @@ func (c *Config) validate(requireServe bool) error {
 		checkProxyProtocol(&ps, fmt.Sprintf("sql[%d].proxy_protocol", i), l.ProxyProtocol)
 	}
 	c.SQLBrowser.validate(c.SQL, &ps)
+	c.validateWildcards(&ps)
 	if c.TLS.MinVersion == TLS13 {
 		for i, l := range c.SQL {
 			if l.ClientEncryption != ClientEncryptionStrict {
@@ -122,9 +123,11 @@ func (t *TLS) validate(ps *problems) {
 		if a.Email != "" && !strings.Contains(a.Email, "@") {
 			ps.add("tls.acme.email", "%q is not an e-mail address", a.Email)
 		}
-		if a.DisableHTTPChallenge && a.DisableTLSALPNChallenge {
-			ps.add("tls.acme.disable_http_challenge", "and tls.acme.disable_tls_alpn_challenge are both true; keep at least one challenge enabled")
+		if a.DisableHTTPChallenge && a.DisableTLSALPNChallenge && !a.DNS.Enabled() {
+			ps.add("tls.acme.disable_http_challenge", "and tls.acme.disable_tls_alpn_challenge are both true; keep at least one challenge enabled, or set tls.acme.dns.provider for DNS-01")
 		}
+		a.DNS.validate(ps)
+		a.EAB.validate(ps)
 		if a.CARoot != "" {
 			checkFile(ps, "tls.acme.ca_root", a.CARoot)
 		}
@@ -245,7 +248,7 @@ func validateSQL(list []SQLListener, ps *problems) {
 		}
 		if l.Hostname == "" {
 			ps.add(key+".hostname", "missing; the name on the certificate SQL clients verify, e.g. sql.example.com")
-		} else if msg := checkHostName(l.Hostname, false); msg != "" {
+		} else if msg := checkHostName(l.Hostname, true); msg != "" {
 			ps.add(key+".hostname", "%s", msg)
 		}
 		checkEnum(ps, key+".client_encryption", l.ClientEncryption, clientEncryptions)

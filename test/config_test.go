@@ -43,6 +43,24 @@ type gwACME struct {
 	CARoot                  string `json:"ca_root"`
 	DisableHTTPChallenge    bool   `json:"disable_http_challenge"`
 	DisableTLSALPNChallenge bool   `json:"disable_tls_alpn_challenge"`
+	DNS                     *gwDNS `json:"dns,omitempty"`
+	EAB                     *gwEAB `json:"eab,omitempty"`
+}
+
+type gwDNS struct {
+	Provider           string   `json:"provider"`
+	Server             string   `json:"server,omitempty"`
+	TSIGKeyName        string   `json:"tsig_key_name,omitempty"`
+	TSIGSecretEnv      string   `json:"tsig_secret_env,omitempty"`
+	Zone               string   `json:"zone,omitempty"`
+	HostedZoneID       string   `json:"hosted_zone_id,omitempty"`
+	PropagationTimeout string   `json:"propagation_timeout,omitempty"`
+	Resolvers          []string `json:"resolvers,omitempty"`
+}
+
+type gwEAB struct {
+	KeyID     string `json:"key_id"`
+	MACKeyEnv string `json:"mac_key_env"`
 }
 
 type gwCert struct {

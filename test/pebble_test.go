@@ -94,7 +94,6 @@ type pebbleServer struct {
 
 func startPebble(t *testing.T, httpPort, tlsPort int) *pebbleServer {
 	t.Helper()
-	dir := t.TempDir()
 
 	dnsPort := freeUDPAndTCPPort(t)
 	dnsAddr := net.JoinHostPort("127.0.0.1", strconv.Itoa(dnsPort))
@@ -122,6 +121,15 @@ func startPebble(t *testing.T, httpPort, tlsPort int) *pebbleServer {
 		return nil
 	})
 
+	return launchPebble(t, httpPort, tlsPort, dnsAddr)
+}
+
+// launchPebble runs pebble resolving every name through the DNS server at
+// dnsAddr (-dnsserver), with challenge validation for real. With eabKeys
+// (key ID -> base64url MAC key) it requires external account binding.
+func launchPebble(t *testing.T, httpPort, tlsPort int, dnsAddr string, eabKeys ...map[string]string) *pebbleServer {
+	t.Helper()
+	dir := t.TempDir()
 	certPEM, keyPEM := selfSignedServer(t, "127.0.0.1", "localhost")
 	pb := &pebbleServer{
 		listenerCertFile: writeFile(t, dir, "pebble.crt", certPEM),
@@ -131,7 +139,7 @@ func startPebble(t *testing.T, httpPort, tlsPort int) *pebbleServer {
 	listen := net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort(t)))
 	pb.mgmt = net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort(t)))
 	pb.directory = "https://" + listen + "/dir"
-	conf, err := json.MarshalIndent(map[string]any{"pebble": map[string]any{
+	settings := map[string]any{
 		"listenAddress":                  listen,
 		"managementListenAddress":        pb.mgmt,
 		"certificate":                    pb.listenerCertFile,
@@ -139,8 +147,12 @@ func startPebble(t *testing.T, httpPort, tlsPort int) *pebbleServer {
 		"httpPort":                       httpPort,
 		"tlsPort":                        tlsPort,
 		"ocspResponderURL":               "",
-		"externalAccountBindingRequired": false,
-	}}, "", "  ")
+		"externalAccountBindingRequired": len(eabKeys) > 0,
+	}
+	if len(eabKeys) > 0 {
+		settings["externalAccountMACKeys"] = eabKeys[0]
+	}
+	conf, err := json.MarshalIndent(map[string]any{"pebble": settings}, "", "  ")
 	if err != nil {
 		t.Fatal(err)
 	}

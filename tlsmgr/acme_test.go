@@ -199,13 +199,23 @@ func (p *pebble) log() string {
 	return p.out.String()
 }
 
-func startPebble(t *testing.T, bin string, httpPort, tlsPort int) *pebble {
+// pebbleOpts are what some tests change in pebble's setup.
+type pebbleOpts struct {
+	dnsServer string            // -dnsserver: where pebble resolves names (DNS-01 records)
+	eabKeys   map[string]string // key ID -> base64url MAC key; requires EAB when set
+}
+
+func startPebble(t *testing.T, bin string, httpPort, tlsPort int, opts ...pebbleOpts) *pebble {
 	t.Helper()
+	var o pebbleOpts
+	if len(opts) > 0 {
+		o = opts[0]
+	}
 	dir := t.TempDir()
 	ca := newTestCA(t, "Pebble HTTPS CA")
 	l := ca.leaf(t, leafOpts{}, "localhost", "127.0.0.1")
 	listenPort, mgmtPort := freePort(t), freePort(t)
-	conf := map[string]any{"pebble": map[string]any{
+	conf := map[string]map[string]any{"pebble": {
 		"listenAddress":           fmt.Sprintf("127.0.0.1:%d", listenPort),
 		"managementListenAddress": fmt.Sprintf("127.0.0.1:%d", mgmtPort),
 		"certificate":             writeFile(t, filepath.Join(dir, "cert.pem"), l.certPEM),
@@ -214,6 +224,10 @@ func startPebble(t *testing.T, bin string, httpPort, tlsPort int) *pebble {
 		"tlsPort":                 tlsPort,
 		"ocspResponderURL":        "",
 	}}
+	if o.eabKeys != nil {
+		conf["pebble"]["externalAccountBindingRequired"] = true
+		conf["pebble"]["externalAccountMACKeys"] = o.eabKeys
+	}
 	b, _ := json.Marshal(conf)
 	p := &pebble{
 		dir:        fmt.Sprintf("https://127.0.0.1:%d/dir", listenPort),
@@ -221,8 +235,13 @@ func startPebble(t *testing.T, bin string, httpPort, tlsPort int) *pebble {
 		caRootFile: writeFile(t, filepath.Join(dir, "ca.pem"), ca.pem),
 		client:     &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: poolOf(t, ca.pem)}}},
 	}
-	cmd := exec.Command(bin, "-config", writeFile(t, filepath.Join(dir, "pebble.json"), b))
-	cmd.Env = append(os.Environ(), "PEBBLE_VA_NOSLEEP=1", "PEBBLE_WFE_NONCEREJECT=0")
+	args := []string{"-config", writeFile(t, filepath.Join(dir, "pebble.json"), b)}
+	if o.dnsServer != "" {
+		args = append(args, "-dnsserver", o.dnsServer)
+	}
+	cmd := exec.Command(bin, args...)
+	// No PEBBLE_VA_ALWAYS_VALID: every challenge is really validated.
+	cmd.Env = append(os.Environ(), "PEBBLE_VA_NOSLEEP=1", "PEBBLE_WFE_NONCEREJECT=0", "PEBBLE_AUTHZREUSE=0")
 	cmd.Stdout, cmd.Stderr = p, p
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -73,11 +73,17 @@ func newInternalCA(storage certmagic.Storage, name string, leafLifetime time.Dur
 	return &internalCA{
 		storage:  storage,
 		name:     name,
-		prefix:   "internal_ca/" + certmagic.StorageKeys.Safe(name),
+		prefix:   (&internalCA{name: name}).storagePrefix(),
 		lifetime: leafLifetime,
 		log:      log,
 		now:      time.Now,
 	}
+}
+
+// storagePrefix is the storage key prefix of the CA's root, intermediate
+// and records.
+func (ca *internalCA) storagePrefix() string {
+	return "internal_ca/" + certmagic.StorageKeys.Safe(ca.name)
 }
 
 // IssuerKey names the directory certmagic stores this CA's leaves under.
@@ -88,24 +94,35 @@ func (ca *internalCA) IssuerKey() string {
 // Issue signs a leaf for the CSR's DNS names and IP addresses with the
 // current intermediate and returns the leaf followed by the intermediate.
 func (ca *internalCA) Issue(ctx context.Context, csr *x509.CertificateRequest) (*certmagic.IssuedCertificate, error) {
-	if err := csr.CheckSignature(); err != nil {
-		return nil, fmt.Errorf("internal CA %q: checking CSR signature: %w", ca.name, err)
-	}
-	if len(csr.DNSNames)+len(csr.IPAddresses) == 0 {
-		return nil, fmt.Errorf("internal CA %q: CSR names no DNS name or IP address", ca.name)
-	}
-	_, inter, err := ca.load(ctx)
+	chain, _, err := ca.issue(ctx, csr, ca.lifetime)
 	if err != nil {
 		return nil, err
 	}
+	return &certmagic.IssuedCertificate{Certificate: chain}, nil
+}
+
+// issue signs a leaf valid for lifetime (clamped to the intermediate's
+// NotAfter) and returns the PEM chain, leaf then intermediate, and the
+// leaf.
+func (ca *internalCA) issue(ctx context.Context, csr *x509.CertificateRequest, lifetime time.Duration) ([]byte, *x509.Certificate, error) {
+	if err := csr.CheckSignature(); err != nil {
+		return nil, nil, fmt.Errorf("internal CA %q: checking CSR signature: %w", ca.name, err)
+	}
+	if len(csr.DNSNames)+len(csr.IPAddresses) == 0 {
+		return nil, nil, fmt.Errorf("internal CA %q: CSR names no DNS name or IP address", ca.name)
+	}
+	_, inter, err := ca.load(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
 	now := ca.now()
-	notAfter := now.Add(ca.lifetime)
+	notAfter := now.Add(lifetime)
 	if notAfter.After(inter.cert.NotAfter) {
 		notAfter = inter.cert.NotAfter
 	}
 	serial, err := randomSerial()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	tmpl := &x509.Certificate{
 		SerialNumber:          serial,
@@ -128,11 +145,15 @@ func (ca *internalCA) Issue(ctx context.Context, csr *x509.CertificateRequest) (
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, inter.cert, csr.PublicKey, inter.key)
 	if err != nil {
-		return nil, fmt.Errorf("internal CA %q: signing certificate for %s: %w", ca.name, firstName(csr), err)
+		return nil, nil, fmt.Errorf("internal CA %q: signing certificate for %s: %w", ca.name, firstName(csr), err)
+	}
+	leaf, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, nil, fmt.Errorf("internal CA %q: parsing certificate for %s: %w", ca.name, firstName(csr), err)
 	}
 	chain := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
 	chain = append(chain, inter.pem...)
-	return &certmagic.IssuedCertificate{Certificate: chain}, nil
+	return chain, leaf, nil
 }
 
 func firstName(csr *x509.CertificateRequest) string {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/caddyserver/certmagic"
+	"github.com/mholt/acmez/v3/acme"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
@@ -69,12 +70,39 @@ func (m *Manager) setupACME() error {
 		}
 		tmpl.TrustedRoots = pool
 	}
+	if a.EAB.Enabled() {
+		mac, err := a.EAB.MACKey()
+		if err != nil {
+			return fmt.Errorf("tls.acme.eab.mac_key_env: %w", err)
+		}
+		tmpl.ExternalAccount = &acme.EAB{KeyID: a.EAB.KeyID, MACKey: mac}
+	}
+	var prov certmagic.DNSProvider
+	if a.DNS.Enabled() {
+		var err error
+		if prov, err = newDNSProvider(a.DNS, m.log.Named("dns01")); err != nil {
+			return err
+		}
+	}
 	magic := m.startCertmagic(false)
 	tmpl.Logger = magic.Logger.Named("acme")
 	m.acme = certmagic.NewACMEIssuer(magic, tmpl)
 	var issuer certmagic.Issuer = m.acme
-	if a.Email == "" {
-		issuer = quietACME{m.acme}
+	if prov != nil {
+		// Certmagic's issuer solves only DNS-01 once it has a DNS solver,
+		// so HTTP-01 and TLS-ALPN-01, when enabled, get an issuer of their
+		// own behind it (dnsFirst). m.acme stays the one that answers them.
+		dnsTmpl := tmpl
+		dnsTmpl.DNS01Solver = dnsSolver(a.DNS, prov, magic.Logger.Named("dns01"))
+		dnsIss := certmagic.NewACMEIssuer(magic, dnsTmpl)
+		if a.DisableHTTPChallenge && a.DisableTLSALPNChallenge {
+			m.acme, issuer = dnsIss, dnsIss
+		} else {
+			issuer = dnsFirst{dns: dnsIss, fallback: m.acme, log: m.log.Named("dns01")}
+		}
+	}
+	if iss, ok := issuer.(*certmagic.ACMEIssuer); ok && a.Email == "" {
+		issuer = quietACME{iss}
 	}
 	magic.Issuers = []certmagic.Issuer{issuer}
 	m.magic = magic

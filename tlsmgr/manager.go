@@ -182,7 +182,7 @@ func (m *Manager) Manage(ctx context.Context, names []string) error {
 			return fmt.Errorf("no operator certificate covers %s and tls.issuer is none: add a certificate for it to tls.certificates", strings.Join(pending, ", "))
 		}
 		if err := m.magic.ManageSync(ctx, pending); err != nil {
-			return fmt.Errorf("managing certificates: %w", err)
+			return fmt.Errorf("managing certificates: %w", explainACME(m.cfg.ACME, err))
 		}
 		if m.cfg.Issuer == configs.IssuerInternal {
 			if err := m.reissueForeign(ctx, pending); err != nil {

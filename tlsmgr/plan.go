@@ -3,6 +3,7 @@ package tlsmgr
 import (
 	"crypto/x509"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -28,6 +29,9 @@ type NameSource struct {
 	// operator certificates, and for issuer certificates PlanSourcesIn
 	// found in storage. Zero otherwise.
 	NotAfter time.Time `json:"not_after,omitzero"`
+	// Challenges are the ACME challenge types that will be tried for the
+	// name, in order (Challenges); empty unless the issuer is acme.
+	Challenges []string `json:"challenges,omitempty"`
 }
 
 // PlanError lists every problem PlanSources found. Each Problem names its
@@ -57,8 +61,8 @@ func (e *PlanError) add(key string, err error) {
 // name's certificate will come from. It loads the operator certificates (PFX
 // passwords from their environment variables) and returns, with the sources
 // it could determine, a *PlanError listing: operator files that fail to load
-// or have expired, and, with issuer none, names no operator certificate
-// covers.
+// or have expired; with issuer none, names no operator certificate covers;
+// with issuer acme, names no enabled challenge can validate (Challenges).
 func PlanSources(cfg configs.TLS, names []string) ([]NameSource, error) {
 	return PlanSourcesIn(cfg, "", names)
 }
@@ -98,6 +102,12 @@ func PlanSourcesIn(cfg configs.TLS, storageDir string, names []string) ([]NameSo
 		switch cfg.Issuer {
 		case configs.IssuerInternal, configs.IssuerACME:
 			ns := NameSource{Name: n, Issuer: string(cfg.Issuer), Source: issuerSource(cfg)}
+			if cfg.Issuer == configs.IssuerACME {
+				var problem string
+				if ns.Challenges, problem = Challenges(cfg.ACME, n); problem != "" {
+					pe.add("tls.acme", errors.New(problem))
+				}
+			}
 			if storageDir != "" {
 				if leaf := storedLeaf(cfg, storageDir, n); leaf != nil {
 					ns.NotAfter = leaf.NotAfter

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -89,10 +90,10 @@ func TestPlanSourcesText(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []NameSource{
-		{"op.test", IssuerOperator, "operator certificate " + f.CertFile + " (expires " + l.cert.NotAfter.UTC().Format(time.DateOnly) + ")", l.cert.NotAfter},
-		{"app.test", string(configs.IssuerInternal), `internal CA "Test Gateway CA"`, time.Time{}},
+		{Name: "op.test", Issuer: IssuerOperator, Source: "operator certificate " + f.CertFile + " (expires " + l.cert.NotAfter.UTC().Format(time.DateOnly) + ")", NotAfter: l.cert.NotAfter},
+		{Name: "app.test", Issuer: string(configs.IssuerInternal), Source: `internal CA "Test Gateway CA"`},
 	}
-	if !slices.Equal(got, want) {
+	if !reflect.DeepEqual(got, want) {
 		t.Errorf("PlanSources = %+v\nwant %+v", got, want)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -19,7 +20,10 @@ func newCheckCommand() *cobra.Command {
 		Short: "Validate the configuration and show what it would serve",
 		Long: "check validates the configuration, then prints each listener, its upstream\n" +
 			"and where its certificate comes from, with its expiry when known (operator\n" +
-			"files, and certificates already in storage). It exits 1 listing every problem.",
+			"files, and certificates already in storage) and, from an ACME CA, the challenge\n" +
+			"types that will be tried. It exits 1 listing every problem, a name no enabled\n" +
+			"challenge can validate included. It warns about upstream certificates issued by\n" +
+			"`gateway ca issue` that expire within 30 days.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			out := cmd.OutOrStdout()
@@ -44,6 +48,13 @@ func newCheckCommand() *cobra.Command {
 				return fmt.Errorf("certificates: %w", err)
 			}
 			printPlan(out, loaded, sources)
+			// Upstream certificates `gateway ca issue` wrote: read from the
+			// records it keeps in storage, not by connecting to the servers.
+			issued, err := tlsmgr.UpstreamCertificatesIn(loaded.TLS, loaded.Storage)
+			if err != nil {
+				return fmt.Errorf("reading upstream certificate records: %w", err)
+			}
+			printUpstreamCerts(out, issued, time.Now())
 			return nil
 		},
 	}
@@ -66,7 +77,11 @@ func printProblems(w io.Writer, ve *configs.ValidationError) {
 func printPlan(w io.Writer, l *configs.Loaded, sources []tlsmgr.NameSource) {
 	certOf := map[string]string{}
 	for _, s := range sources {
-		certOf[strings.ToLower(s.Name)] = s.Source
+		src := s.Source
+		if len(s.Challenges) > 0 {
+			src += "; challenges " + strings.Join(s.Challenges, ", ")
+		}
+		certOf[strings.ToLower(s.Name)] = src
 	}
 	src := l.Source
 	if src == "" {
@@ -198,4 +213,25 @@ func describeSite(s configs.Site) string {
 	add(u.SNIFromHost, "upstream_tls sni_from_host")
 	add(s.ClientAuth.Mode != "" && s.ClientAuth.Mode != configs.ClientAuthNone, "client_auth "+string(s.ClientAuth.Mode))
 	return strings.Join(on, ", ")
+}
+
+// upstreamExpiryWarning is how long before an upstream certificate from
+// `gateway ca issue` expires check warns about it.
+const upstreamExpiryWarning = 30 * 24 * time.Hour
+
+// printUpstreamCerts lists the upstream certificates the internal CA
+// issued, with a warning for those expiring within upstreamExpiryWarning.
+func printUpstreamCerts(w io.Writer, recs []tlsmgr.UpstreamRecord, now time.Time) {
+	for _, r := range recs {
+		names := strings.Join(r.Names, ", ")
+		left := r.NotAfter.Sub(now)
+		switch {
+		case left <= 0:
+			fmt.Fprintf(w, "WARNING upstream certificate %s (%s) EXPIRED on %s: issue a new one with gateway ca issue and import it\n", names, r.File, r.NotAfter.Format(time.DateOnly))
+		case left < upstreamExpiryWarning:
+			fmt.Fprintf(w, "WARNING upstream certificate %s (%s) expires on %s, in %d days: issue a new one with gateway ca issue and import it\n", names, r.File, r.NotAfter.Format(time.DateOnly), int(left.Hours()/24))
+		default:
+			fmt.Fprintf(w, "upstream certificate %s (%s) from the internal CA: expires %s\n", names, r.File, r.NotAfter.Format(time.DateOnly))
+		}
+	}
 }
