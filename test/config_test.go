@@ -13,12 +13,23 @@ import (
 // built-in defaults.
 
 type gwConfig struct {
-	Log          gwLog   `json:"log"`
-	Admin        gwAdmin `json:"admin"`
-	Storage      string  `json:"storage"`
-	DrainTimeout string  `json:"drain_timeout,omitempty"`
-	TLS          gwTLS   `json:"tls"`
-	HTTP         gwHTTP  `json:"http"`
+	Log          gwLog           `json:"log"`
+	Admin        gwAdmin         `json:"admin"`
+	Storage      string          `json:"storage"`
+	StorageRedis *gwStorageRedis `json:"storage_redis,omitempty"`
+	DrainTimeout string          `json:"drain_timeout,omitempty"`
+	TLS          gwTLS           `json:"tls"`
+	HTTP         gwHTTP          `json:"http"`
+}
+
+type gwStorageRedis struct {
+	EncryptionKeyEnv string `json:"encryption_key_env"`
+	Prefix           string `json:"prefix,omitempty"`
+}
+
+type gwProxyProtocol struct {
+	Enabled bool     `json:"enabled"`
+	Trusted []string `json:"trusted"`
 }
 
 type gwLog struct {
@@ -71,9 +82,10 @@ type gwCert struct {
 }
 
 type gwHTTP struct {
-	Listen         string   `json:"listen"`
-	RedirectListen string   `json:"redirect_listen"`
-	Sites          []gwSite `json:"sites"`
+	Listen         string           `json:"listen"`
+	RedirectListen string           `json:"redirect_listen"`
+	ProxyProtocol  *gwProxyProtocol `json:"proxy_protocol,omitempty"`
+	Sites          []gwSite         `json:"sites"`
 }
 
 type gwSite struct {

@@ -20,10 +20,10 @@ import (
 )
 
 // exportRoot runs `gateway ca root --config F --out FILE` and returns the PEM.
-func exportRoot(t *testing.T, configFile string) []byte {
+func exportRoot(t *testing.T, configFile string, env ...string) []byte {
 	t.Helper()
 	out := filepath.Join(t.TempDir(), "root.pem")
-	res := runCLI(t, nil, "ca", "root", "--config", configFile, "--out", out)
+	res := runCLI(t, env, "ca", "root", "--config", configFile, "--out", out)
 	if res.code != 0 {
 		t.Fatalf("gateway ca root: %s", res)
 	}

@@ -110,7 +110,7 @@ func startOpsGateway(t *testing.T, cfg *gwSQLConfig, env ...string) *opsGateway 
 	t.Helper()
 	file := filepath.Join(t.TempDir(), "gateway.yaml")
 	writeConfigTo(t, file, cfg)
-	g := &opsGateway{file: file, rootFile: writeFile(t, t.TempDir(), "root.pem", exportRoot(t, file))}
+	g := &opsGateway{file: file, rootFile: writeFile(t, t.TempDir(), "root.pem", exportRoot(t, file, env...))}
 	g.proc = startProc(t, procSpec{name: "gateway", bin: gatewayBin, args: []string{"run", "--config", file}, env: env})
 	ready := g.waitLog(t, 60*time.Second, `"gateway ready"`, msgIs("gateway ready"))
 	g.httpsAddr = ready.str("https_addr")

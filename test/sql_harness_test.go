@@ -48,14 +48,15 @@ type gwSQLBrowser struct {
 }
 
 type gwSQL struct {
-	Name             string        `json:"name"`
-	Listen           string        `json:"listen"`
-	Hostname         string        `json:"hostname"`
-	ClientEncryption string        `json:"client_encryption"`
-	Instance         string        `json:"instance,omitempty"`
-	Audit            *gwSQLAudit   `json:"audit,omitempty"`
-	MaxConnections   int           `json:"max_connections,omitempty"`
-	Upstream         gwSQLUpstream `json:"upstream"`
+	Name             string           `json:"name"`
+	Listen           string           `json:"listen"`
+	Hostname         string           `json:"hostname"`
+	ClientEncryption string           `json:"client_encryption"`
+	Instance         string           `json:"instance,omitempty"`
+	Audit            *gwSQLAudit      `json:"audit,omitempty"`
+	ProxyProtocol    *gwProxyProtocol `json:"proxy_protocol,omitempty"`
+	MaxConnections   int              `json:"max_connections,omitempty"`
+	Upstream         gwSQLUpstream    `json:"upstream"`
 }
 
 type gwSQLAudit struct {

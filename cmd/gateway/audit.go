@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
@@ -10,11 +11,9 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"go.uber.org/zap"
 
 	"github.com/gateway-project/gateway/cmd/gateway/internal/audit"
 	"github.com/gateway-project/gateway/configs"
-	"github.com/gateway-project/gateway/tlsmgr"
 )
 
 // exitAuditFailed is `gateway audit`'s exit code when a check failed.
@@ -51,7 +50,7 @@ func runAudit(cmd *cobra.Command, _ []string) error {
 	}
 	out, _ := cmd.Flags().GetString("out")
 	since, _ := cmd.Flags().GetDuration("since")
-	roots, err := auditRoots(loaded)
+	roots, err := auditRoots(cmd.Context(), loaded)
 	if err != nil {
 		return err
 	}
@@ -86,16 +85,16 @@ func runAudit(cmd *cobra.Command, _ []string) error {
 // auditRoots are the roots the gateway's own certificates are verified
 // against besides the system's: the internal CA's (read from storage, when
 // the gateway has created it) and tls.acme.ca_root.
-func auditRoots(l *configs.Loaded) ([]*x509.Certificate, error) {
+func auditRoots(ctx context.Context, l *configs.Loaded) ([]*x509.Certificate, error) {
 	var roots []*x509.Certificate
 	if l.TLS.Issuer == configs.IssuerInternal {
-		if _, err := os.Stat(l.Storage); err == nil {
-			m, err := tlsmgr.New(l.TLS, l.Storage, zap.NewNop())
+		if _, err := os.Stat(l.Storage); err == nil || l.RedisStorage() {
+			m, closeM, err := newCertManager(ctx, &l.Config)
 			if err != nil {
 				return nil, fmt.Errorf("reading the internal CA from %s: %w", l.Storage, err)
 			}
 			p, err := m.RootPEM()
-			m.Close()
+			closeM()
 			if err != nil {
 				return nil, err
 			}

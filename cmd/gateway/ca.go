@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"go.uber.org/zap"
 
 	"github.com/gateway-project/gateway/configs"
 	"github.com/gateway-project/gateway/tlsmgr"
@@ -38,11 +37,11 @@ func newCACommand() *cobra.Command {
 			if loaded.TLS.Issuer != configs.IssuerInternal {
 				return fmt.Errorf("tls.issuer is %q: this configuration does not use the internal CA", loaded.TLS.Issuer)
 			}
-			m, err := tlsmgr.New(loaded.TLS, loaded.Storage, zap.NewNop())
+			m, closeM, err := newCertManager(cmd.Context(), &loaded.Config)
 			if err != nil {
 				return err
 			}
-			defer m.Close()
+			defer closeM()
 			pem, err := m.RootPEM()
 			if err != nil {
 				return err
@@ -102,11 +101,11 @@ func newCAIssueCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			m, err := tlsmgr.New(loaded.TLS, loaded.Storage, zap.NewNop())
+			m, closeM, err := newCertManager(cmd.Context(), &loaded.Config)
 			if err != nil {
 				return err
 			}
-			defer m.Close()
+			defer closeM()
 			ctx, cancel := context.WithTimeout(cmd.Context(), 2*time.Minute)
 			defer cancel()
 			c, err := m.IssueUpstream(ctx, names, time.Duration(days)*24*time.Hour)

@@ -17,12 +17,14 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/gateway-project/gateway/cmd/gateway/internal/admin"
+	"github.com/gateway-project/gateway/cmd/gateway/internal/proxyhdr"
 	"github.com/gateway-project/gateway/cmd/gateway/internal/status"
 	"github.com/gateway-project/gateway/configs"
 	"github.com/gateway-project/gateway/proxy"
 	"github.com/gateway-project/gateway/sqltunnel"
 	"github.com/gateway-project/gateway/sqltunnel/browser"
 	"github.com/gateway-project/gateway/tlsmgr"
+	"github.com/gateway-project/gateway/tlsmgr/redisstore"
 )
 
 func newRunCommand() *cobra.Command {
@@ -93,6 +95,7 @@ type runningGateway struct {
 	proxyMetrics   *proxy.Metrics
 	sqlMetrics     *sqltunnel.Metrics
 	browserMetrics *browser.Metrics
+	store          *redisstore.Store // a redis:// storage; nil for a directory
 	process        *admin.Process
 	registry       *prometheus.Registry
 
@@ -156,15 +159,23 @@ func startGateway(ctx context.Context, cfg configs.Config, logger *zap.Logger, o
 		failed:         make(chan error, 1),
 		adminDone:      make(chan struct{}),
 	}
-	reg, err := admin.NewRegistry(g.process, g.proxyMetrics, g.sqlMetrics, g.browserMetrics, certMetrics)
+	// A redis:// storage is opened (and its key checked) before anything
+	// else: the CA, the certificates and the sticky key live there.
+	store, err := openStorage(ctx, &cfg, logger)
+	if err != nil {
+		return nil, err
+	}
+	g.store = store
+	reg, err := admin.NewRegistry(g.process, g.proxyMetrics, g.sqlMetrics, g.browserMetrics, certMetrics, storageUpGauge(store))
 	if err != nil {
 		return nil, fmt.Errorf("metrics: %w", err)
 	}
 	g.registry = reg
 	g.history = status.NewHistory(reg, 0)
 	g.process.SetReady(g.readiness)
-	certs, err := tlsmgr.New(cfg.TLS, cfg.Storage, logger, tlsmgr.WithMetrics(certMetrics))
+	certs, err := tlsmgr.New(cfg.TLS, cfg.Storage, logger, tlsmgr.WithMetrics(certMetrics), tlsmgr.WithStorage(certStorage(store)))
 	if err != nil {
+		g.closeStore()
 		return nil, fmt.Errorf("certificates: %w", err)
 	}
 	g.certs = certs
@@ -174,6 +185,7 @@ func startGateway(ctx context.Context, cfg configs.Config, logger *zap.Logger, o
 	fail := func(err error) (*runningGateway, error) {
 		g.cancel()
 		certs.Close()
+		g.closeStore()
 		return nil, err
 	}
 	if cfg.HTTP.Listen != "" {
@@ -207,6 +219,9 @@ func startGateway(ctx context.Context, cfg configs.Config, logger *zap.Logger, o
 
 	g.goServe("certificates", certs.Run)
 	g.goServe("status history", g.history.Run)
+	if store != nil {
+		g.goServe("storage health", watchStorage(store))
+	}
 	if g.https != nil {
 		g.serveHTTPS(g.https)
 	}
@@ -250,12 +265,24 @@ func startGateway(ctx context.Context, cfg configs.Config, logger *zap.Logger, o
 // newHTTPS builds and binds the HTTPS front of cfg.
 func (g *runningGateway) newHTTPS(cfg configs.Config) (*proxy.Server, error) {
 	tlsConf := g.certs.ServerTLSConfig(cfg.DefaultServerName(), "h2", "http/1.1")
-	srv, err := proxy.New(cfg.HTTP, tlsConf, g.logger,
+	wrap, err := proxyhdr.Wrapper(cfg.HTTP.ProxyProtocol, "https", g.logger)
+	if err != nil {
+		return nil, err
+	}
+	opts := []proxy.Option{
 		proxy.WithDrainTimeout(cfg.DrainTimeout),
 		proxy.WithChallengeHandler(g.certs.HTTPChallengeHandler),
-		proxy.WithStickyKeyFile(filepath.Join(cfg.Storage, "sticky.key")),
-		proxy.WithHTTP1OnlyFile(filepath.Join(cfg.Storage, "http1-only.json")),
-		proxy.WithMetrics(g.proxyMetrics))
+		proxy.WithMetrics(g.proxyMetrics),
+		proxy.WithListenerWrapper(wrap),
+	}
+	if g.store != nil {
+		// A cluster: every gateway reads the same sticky key and names.
+		opts = append(opts, proxy.WithSharedStore(g.store))
+	} else {
+		opts = append(opts, proxy.WithStickyKeyFile(filepath.Join(cfg.Storage, "sticky.key")),
+			proxy.WithHTTP1OnlyFile(filepath.Join(cfg.Storage, "http1-only.json")))
+	}
+	srv, err := proxy.New(cfg.HTTP, tlsConf, g.logger, opts...)
 	if err == nil {
 		err = srv.Listen()
 	}
@@ -281,7 +308,12 @@ func (g *runningGateway) newSQLListener(lc configs.SQLListener, drain time.Durat
 	serverTLS := func(protos ...string) *tls.Config {
 		return certs.NamedServerTLSConfig(lc.Hostname, protos...)
 	}
+	wrap, err := proxyhdr.Wrapper(lc.ProxyProtocol, lc.Name, g.logger)
+	if err != nil {
+		return nil, err
+	}
 	return sqltunnel.New(lc, serverTLS, g.logger,
+		sqltunnel.WithListenerWrapper(wrap),
 		sqltunnel.WithDrainTimeout(drain),
 		sqltunnel.WithMaxConns(lc.MaxConns()),
 		sqltunnel.WithMetrics(g.sqlMetrics))
@@ -425,6 +457,7 @@ func (g *runningGateway) drain() error {
 	}
 	<-g.adminDone
 	g.certs.Close()
+	g.closeStore()
 	var err error
 	select {
 	case err = <-g.failed:

@@ -2,14 +2,17 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"time"
 
+	"github.com/caddyserver/certmagic"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
 	"github.com/gateway-project/gateway/configs"
+	"github.com/gateway-project/gateway/tlsmgr"
 	"github.com/gateway-project/gateway/tlsmgr/redisstore"
 )
 
@@ -75,4 +78,72 @@ func storageUpGauge(st *redisstore.Store) prometheus.Collector {
 		}
 		return 0
 	})
+}
+
+// certStorage is st as tlsmgr's storage: nil (the directory) when st is.
+func certStorage(st *redisstore.Store) certmagic.Storage {
+	if st == nil {
+		return nil
+	}
+	return st
+}
+
+// closeStore closes the Redis store, if any.
+func (g *runningGateway) closeStore() {
+	if g.store != nil {
+		_ = g.store.Close()
+	}
+}
+
+// newCertManager is tlsmgr.New on the storage cfg names, for the commands
+// that read or write it without serving (ca root, ca issue, audit); close
+// releases the manager and the store.
+func newCertManager(ctx context.Context, cfg *configs.Config) (*tlsmgr.Manager, func(), error) {
+	st, err := openStorage(ctx, cfg, zap.NewNop())
+	if err != nil {
+		return nil, nil, err
+	}
+	m, err := tlsmgr.New(cfg.TLS, cfg.Storage, zap.NewNop(), tlsmgr.WithStorage(certStorage(st)))
+	if err != nil {
+		if st != nil {
+			_ = st.Close()
+		}
+		return nil, nil, err
+	}
+	return m, func() {
+		m.Close()
+		if st != nil {
+			_ = st.Close()
+		}
+	}, nil
+}
+
+// localStorageDir is the directory `gateway check` reads stored
+// certificates from: none for a redis:// storage, whose state it reports
+// through describeStorage instead.
+func localStorageDir(cfg *configs.Config) string {
+	if cfg.RedisStorage() {
+		return ""
+	}
+	return cfg.Storage
+}
+
+// describeStorage says which storage is in use and, for Redis, whether it
+// answers and the key opens what is there. A wrong key is an error: the
+// gateway would refuse to start.
+func describeStorage(ctx context.Context, cfg *configs.Config) (string, error) {
+	if !cfg.RedisStorage() {
+		return "storage " + cfg.Storage + " (directory)", nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	st, err := openStorage(ctx, cfg, zap.NewNop())
+	if errors.Is(err, redisstore.ErrWrongKey) {
+		return "", err
+	}
+	if err != nil {
+		return fmt.Sprintf("storage %s (Redis, prefix %s): NOT reachable now: %v", cfg.Storage, cfg.StorageRedis.Prefix, err), nil
+	}
+	_ = st.Close()
+	return fmt.Sprintf("storage %s (Redis, prefix %s): reachable; the encryption key opens its values", cfg.Storage, cfg.StorageRedis.Prefix), nil
 }

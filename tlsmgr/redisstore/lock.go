@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"os"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -25,15 +26,26 @@ var refreshScript = redis.NewScript(`if redis.call("GET", KEYS[1]) == ARGV[1] th
 // releaseScript deletes a lock only for its owner.
 var releaseScript = redis.NewScript(`if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("DEL", KEYS[1]) end return 0`)
 
+// newToken is a lock's value: who holds it (host and process, for an
+// operator looking at Redis) and a random part that makes it this
+// holder's alone.
+func newToken() (string, error) {
+	tok := make([]byte, 16)
+	if _, err := rand.Read(tok); err != nil {
+		return "", err
+	}
+	host, _ := os.Hostname()
+	return fmt.Sprintf("%s:%d:%s", host, os.Getpid(), hex.EncodeToString(tok)), nil
+}
+
 // Lock blocks until it holds the lock name, or ctx ends. The lock is a
 // lease of LockLease, refreshed every third of it while held: a process
 // that dies loses it when its lease runs out.
 func (s *Store) Lock(ctx context.Context, name string) error {
-	tok := make([]byte, 16)
-	if _, err := rand.Read(tok); err != nil {
+	token, err := newToken()
+	if err != nil {
 		return err
 	}
-	token := hex.EncodeToString(tok)
 	wait := 50 * time.Millisecond
 	for {
 		ok, err := s.rdb.SetNX(ctx, s.lockKey(name), token, s.lease).Result()
@@ -57,11 +69,10 @@ func (s *Store) Lock(ctx context.Context, name string) error {
 
 // TryLock takes the lock name if it is free.
 func (s *Store) TryLock(ctx context.Context, name string) (bool, error) {
-	tok := make([]byte, 16)
-	if _, err := rand.Read(tok); err != nil {
+	token, err := newToken()
+	if err != nil {
 		return false, err
 	}
-	token := hex.EncodeToString(tok)
 	ok, err := s.rdb.SetNX(ctx, s.lockKey(name), token, s.lease).Result()
 	if s.note(err) != nil {
 		return false, fmt.Errorf("storage: locking %s: %w", name, err)
