@@ -131,6 +131,23 @@ func TestValidateMessages(t *testing.T) {
 		}, "sql[0].upstream.insecure_skip_verify", "contradicts"},
 		{"tls13 with tds7", func(c *Config) { c.TLS.MinVersion = "1.3" }, "sql[0].client_encryption", "TLS 1.2 at most"},
 		{"server name", func(c *Config) { c.SQL[0].Upstream.ServerName = "bad name" }, "sql[0].upstream.server_name", "not a valid host name"},
+		{"redis storage without a key", func(c *Config) { c.Storage = "redis://127.0.0.1:6379/0" }, "storage_redis.encryption_key_env", "missing"},
+		{"redis storage key unset", func(c *Config) {
+			c.Storage = "redis://127.0.0.1:6379/0"
+			c.StorageRedis.EncryptionKeyEnv = "GATEWAY_TEST_UNSET_KEY"
+		}, "storage_redis.encryption_key_env", "is not set"},
+		{"redis password in the URL", func(c *Config) { c.Storage = "redis://u:pw@127.0.0.1:6379/0" }, "storage", "password_env"},
+		{"redis without a port", func(c *Config) { c.Storage = "redis://127.0.0.1/0" }, "storage", "host:port"},
+		{"storage_redis with a directory", func(c *Config) { c.StorageRedis.EncryptionKeyEnv = "X" }, "storage_redis", "has no effect"},
+		{"ca_file without TLS", func(c *Config) {
+			c.Storage = "redis://127.0.0.1:6379/0"
+			c.StorageRedis.CAFile = existing
+		}, "storage_redis.ca_file", "rediss://"},
+		{"proxy protocol without trusted", func(c *Config) { c.HTTP.ProxyProtocol.Enabled = true }, "http.proxy_protocol.trusted", "is empty"},
+		{"proxy protocol bad address", func(c *Config) {
+			c.SQL[0].ProxyProtocol = ProxyProtocol{Enabled: true, Trusted: []string{"10.0.0.0/33"}}
+		}, "sql[0].proxy_protocol.trusted[0]", "not an address or a CIDR"},
+		{"proxy protocol trusted while off", func(c *Config) { c.HTTP.ProxyProtocol.Trusted = []string{"10.0.0.1"} }, "http.proxy_protocol.enabled", "no effect"},
 		{"bad instance address", func(c *Config) { c.SQL[0].Upstream.Address = `sql01\9X` }, "sql[0].upstream.address", "not an instance name"},
 		{"routing value", func(c *Config) { c.SQL[0].Upstream.Routing = "redirect" }, "sql[0].upstream.routing", "refuse | follow"},
 		{"follow without allow list", func(c *Config) { c.SQL[0].Upstream.Routing = RoutingFollow }, "sql[0].upstream.routing_allow", "is empty but routing is follow"},
@@ -182,6 +199,8 @@ func TestValidBaseIsValid(t *testing.T) {
 
 func TestEveryExampleLoads(t *testing.T) {
 	t.Setenv("ACME_TSIG_SECRET", "c2VjcmV0LXNlY3JldC1zZWNyZXQ=") // acme-dns.yaml
+	t.Setenv("CLUSTER_STORAGE_KEY", "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=") // cluster.yaml
+	t.Setenv("CLUSTER_REDIS_PASSWORD", "example")
 	files, err := filepath.Glob("examples/*.yaml")
 	if err != nil || len(files) < 4 {
 		t.Fatalf("examples: %v %v", files, err)
