@@ -198,7 +198,7 @@ func TestValidBaseIsValid(t *testing.T) {
 }
 
 func TestEveryExampleLoads(t *testing.T) {
-	t.Setenv("ACME_TSIG_SECRET", "c2VjcmV0LXNlY3JldC1zZWNyZXQ=") // acme-dns.yaml
+	t.Setenv("ACME_TSIG_SECRET", "c2VjcmV0LXNlY3JldC1zZWNyZXQ=")                    // acme-dns.yaml
 	t.Setenv("CLUSTER_STORAGE_KEY", "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=") // cluster.yaml
 	t.Setenv("CLUSTER_REDIS_PASSWORD", "example")
 	files, err := filepath.Glob("examples/*.yaml")

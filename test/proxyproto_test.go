@@ -97,8 +97,10 @@ backend gateways_sql
 	root.AppendCertsFromPEM(mustRead(t, gws[1].rootFile))
 	fromClient := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(clientAddr)}, Timeout: 10 * time.Second}
 	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
-		TLSClientConfig:   &tls.Config{RootCAs: root, ServerName: sqlHost},
-		DialContext:       func(ctx context.Context, _, _ string) (net.Conn, error) { return fromClient.DialContext(ctx, "tcp", httpsFront) },
+		TLSClientConfig: &tls.Config{RootCAs: root, ServerName: sqlHost},
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return fromClient.DialContext(ctx, "tcp", httpsFront)
+		},
 		DisableKeepAlives: true,
 	}}
 	for range 4 {

@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/gateway-project/gateway/cmd/gateway/internal/audit"
+	"github.com/gateway-project/gateway/cmd/gateway/internal/lifecycle"
 	"github.com/gateway-project/gateway/configs"
 )
 
@@ -89,7 +90,7 @@ func auditRoots(ctx context.Context, l *configs.Loaded) ([]*x509.Certificate, er
 	var roots []*x509.Certificate
 	if l.TLS.Issuer == configs.IssuerInternal {
 		if _, err := os.Stat(l.Storage); err == nil || l.RedisStorage() {
-			m, closeM, err := newCertManager(ctx, &l.Config)
+			m, closeM, err := lifecycle.NewCertManager(ctx, &l.Config)
 			if err != nil {
 				return nil, fmt.Errorf("reading the internal CA from %s: %w", l.Storage, err)
 			}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/gateway-project/gateway/cmd/gateway/internal/lifecycle"
 	"github.com/gateway-project/gateway/configs"
 	"github.com/gateway-project/gateway/tlsmgr"
 )
@@ -37,7 +38,7 @@ func newCACommand() *cobra.Command {
 			if loaded.TLS.Issuer != configs.IssuerInternal {
 				return fmt.Errorf("tls.issuer is %q: this configuration does not use the internal CA", loaded.TLS.Issuer)
 			}
-			m, closeM, err := newCertManager(cmd.Context(), &loaded.Config)
+			m, closeM, err := lifecycle.NewCertManager(cmd.Context(), &loaded.Config)
 			if err != nil {
 				return err
 			}
@@ -101,7 +102,7 @@ func newCAIssueCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			m, closeM, err := newCertManager(cmd.Context(), &loaded.Config)
+			m, closeM, err := lifecycle.NewCertManager(cmd.Context(), &loaded.Config)
 			if err != nil {
 				return err
 			}

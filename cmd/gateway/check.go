@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/gateway-project/gateway/cmd/gateway/internal/lifecycle"
 	"github.com/gateway-project/gateway/configs"
 	"github.com/gateway-project/gateway/tlsmgr"
 )
@@ -38,13 +39,13 @@ func newCheckCommand() *cobra.Command {
 			}
 			// Read-only: storage says when certificates an earlier run
 			// obtained expire; nothing is written or obtained.
-			storageLine, err := describeStorage(cmd.Context(), &loaded.Config)
+			storageLine, err := lifecycle.DescribeStorage(cmd.Context(), &loaded.Config)
 			if err != nil {
 				printProblems(out, &configs.ValidationError{Source: loaded.Source, Problems: []configs.Problem{{Key: "storage_redis.encryption_key_env", Message: err.Error()}}})
 				return fmt.Errorf("configuration has 1 problem(s)")
 			}
 			fmt.Fprintln(out, storageLine)
-			sources, err := tlsmgr.PlanSourcesIn(loaded.TLS, localStorageDir(&loaded.Config), loaded.Names())
+			sources, err := tlsmgr.PlanSourcesIn(loaded.TLS, lifecycle.LocalStorageDir(&loaded.Config), loaded.Names())
 			if err != nil {
 				var pe *tlsmgr.PlanError
 				if errors.As(err, &pe) {
@@ -56,7 +57,7 @@ func newCheckCommand() *cobra.Command {
 			printPlan(out, loaded, sources)
 			// Upstream certificates `gateway ca issue` wrote: read from the
 			// records it keeps in storage, not by connecting to the servers.
-			issued, err := tlsmgr.UpstreamCertificatesIn(loaded.TLS, localStorageDir(&loaded.Config))
+			issued, err := tlsmgr.UpstreamCertificatesIn(loaded.TLS, lifecycle.LocalStorageDir(&loaded.Config))
 			if err != nil {
 				return fmt.Errorf("reading upstream certificate records: %w", err)
 			}

@@ -19,6 +19,7 @@ import (
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
 
+	"github.com/gateway-project/gateway/cmd/gateway/internal/lifecycle"
 	"github.com/gateway-project/gateway/configs"
 	"github.com/gateway-project/gateway/sqltunnel/tdstest"
 )
@@ -137,21 +138,22 @@ func runDemo(cmd *cobra.Command, _ []string) error {
 		return usageError{err}
 	}
 
-	g, err := startGateway(ctx, cfg, logger, gatewayOptions{})
+	g, err := lifecycle.Start(ctx, cfg, logger, lifecycle.Options{Version: version, Commit: vcsCommit()})
 	if err != nil {
 		return err
 	}
 	info, err := writeDemoFiles(dir, g, cfg, backend.URL, sqlBackend)
 	if err != nil {
-		_ = g.drain()
+		_ = g.Drain()
 		return err
 	}
 	printDemoHelp(cmd.OutOrStdout(), info, g)
-	return g.wait()
+	return g.Wait()
 }
 
-func writeDemoFiles(dir string, g *runningGateway, cfg configs.Config, backendURL string, sqlBackend *demoSQL) (demoInfo, error) {
-	pem, err := g.certs.RootPEM()
+func writeDemoFiles(dir string, g *lifecycle.Gateway, cfg configs.Config, backendURL string, sqlBackend *demoSQL) (demoInfo, error) {
+	addrs := g.Addrs()
+	pem, err := g.Certs().RootPEM()
 	if err != nil {
 		return demoInfo{}, err
 	}
@@ -159,17 +161,17 @@ func writeDemoFiles(dir string, g *runningGateway, cfg configs.Config, backendUR
 	if err := os.WriteFile(rootPath, pem, 0o644); err != nil {
 		return demoInfo{}, fmt.Errorf("writing root certificate: %w", err)
 	}
-	_, port, _ := net.SplitHostPort(g.httpsAddr().String())
+	_, port, _ := net.SplitHostPort(addrs.HTTPS.String())
 	info := demoInfo{
 		HTTPSURL:         "https://localhost:" + port + "/",
 		RootCA:           rootPath,
 		BackendHTTPURL:   backendURL,
-		SQLAddr:          g.sql[0].Addr().String(),
+		SQLAddr:          addrs.SQL[addrs.SQLNames[0]],
 		SQLHostname:      "localhost",
 		SQLUser:          demoSQLUser,
 		SQLPassword:      sqlBackend.password,
 		BackendSQLAddr:   sqlBackend.server.Addr(),
-		AdminURL:         "http://" + g.admin.Addr().String() + "/",
+		AdminURL:         "http://" + addrs.Admin.String() + "/",
 		Config:           filepath.Join(dir, "gateway.yaml"),
 		AuditPasswordEnv: demoAuditEnv,
 		AuditPassword:    sqlBackend.auditPassword,
@@ -195,7 +197,7 @@ func writeDemoFiles(dir string, g *runningGateway, cfg configs.Config, backendUR
 	return info, os.Rename(tmp, filepath.Join(dir, "demo.json"))
 }
 
-func printDemoHelp(w io.Writer, info demoInfo, g *runningGateway) {
+func printDemoHelp(w io.Writer, info demoInfo, g *lifecycle.Gateway) {
 	fmt.Fprintf(w, `
 gateway demo is running. Ctrl-C stops it.
 
@@ -210,7 +212,7 @@ Try it (the certificate is verified against the demo's own root CA):
 
 `, info.HTTPSURL, info.BackendHTTPURL, info.RootCA, filepath.Join(filepath.Dir(info.RootCA), "demo.json"),
 		info.RootCA, info.HTTPSURL, info.RootCA, info.HTTPSURL)
-	if a := g.https.RedirectAddr(); a != nil {
+	if a := g.Addrs().Redirect; a != nil {
 		_, port, _ := net.SplitHostPort(a.String())
 		fmt.Fprintf(w, "  curl -sI http://localhost:%s/some/path?x=1   # 308 to HTTPS\n\n", port)
 	}
@@ -237,11 +239,12 @@ Try it (the certificate is verified against the demo's own root CA):
 // demoConfigYAML is the configuration the demo runs, with the addresses it
 // bound in place of its port-0 ones, so that `gateway audit --config` and
 // `gateway check --config` find every listener.
-func demoConfigYAML(cfg configs.Config, g *runningGateway) []byte {
+func demoConfigYAML(cfg configs.Config, g *lifecycle.Gateway) []byte {
 	site := cfg.HTTP.Sites[0]
 	sql := cfg.SQL[0]
+	addrs := g.Addrs()
 	redirect := ""
-	if a := g.https.RedirectAddr(); a != nil {
+	if a := addrs.Redirect; a != nil {
 		redirect = a.String()
 	}
 	var b strings.Builder
@@ -272,9 +275,9 @@ sql:
       server_name: %[18]s
       ca_file: %[19]q
     audit: {user: %[20]s, password_env: %[2]s}
-`, "gateway.yaml", demoAuditEnv, cfg.Log.Level, g.admin.Addr().String(), cfg.Storage, cfg.DrainTimeout,
-		g.https.HTTPSAddr().String(), redirect, strings.Join(site.Hosts, ", "), site.Upstreams[0], site.HSTSMaxAge,
-		sql.Name, g.sql[0].Addr().String(), sql.Hostname, sql.ClientEncryption,
+`, "gateway.yaml", demoAuditEnv, cfg.Log.Level, addrs.Admin.String(), cfg.Storage, cfg.DrainTimeout,
+		addrs.HTTPS.String(), redirect, strings.Join(site.Hosts, ", "), site.Upstreams[0], site.HSTSMaxAge,
+		sql.Name, addrs.SQL[sql.Name], sql.Hostname, sql.ClientEncryption,
 		sql.Upstream.Address, sql.Upstream.Encryption, sql.Upstream.ServerName, sql.Upstream.CAFile, demoAuditUser)
 	return []byte(b.String())
 }

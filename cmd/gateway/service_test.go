@@ -117,13 +117,3 @@ func TestServiceOffWindows(t *testing.T) {
 		t.Error("runningAsService is true off Windows")
 	}
 }
-
-func TestProblemsOf(t *testing.T) {
-	ve := &configs.ValidationError{Problems: []configs.Problem{{Key: "sql[0].listen", Message: "missing"}, {Key: "tls.issuer", Message: "changed"}}}
-	if got := problemsOf(ve); !slices.Equal(got, []string{"sql[0].listen: missing", "tls.issuer: changed"}) {
-		t.Errorf("problemsOf(ValidationError) = %q", got)
-	}
-	if got := problemsOf(errors.New("a\nb")); !slices.Equal(got, []string{"a", "b"}) {
-		t.Errorf("problemsOf(joined) = %q", got)
-	}
-}

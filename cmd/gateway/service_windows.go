@@ -94,7 +94,7 @@ func (h *serviceHandler) Execute(_ []string, req <-chan svc.ChangeRequest, statu
 	defer cancel()
 	reloads := make(chan struct{}, 1)
 	ctx = withReloadRequests(ctx, reloads)
-	ctx = withLifecycle(ctx, &serviceLifecycle{status: status})
+	ctx = withNotifier(ctx, &serviceLifecycle{status: status})
 	done := make(chan error, 1)
 	go func() { done <- run(ctx, h.args, h.out, h.out) }()
 	for {
@@ -130,13 +130,13 @@ type serviceLifecycle struct {
 	status chan<- svc.Status
 }
 
-func (l *serviceLifecycle) ready(string) {
+func (l *serviceLifecycle) Ready(string) {
 	l.status <- svc.Status{State: svc.Running, Accepts: serviceAccepts}
 }
 
-func (l *serviceLifecycle) reloading() {}
+func (l *serviceLifecycle) Reloading() {}
 
-func (l *serviceLifecycle) stopping(_ string, within time.Duration) {
+func (l *serviceLifecycle) Stopping(_ string, within time.Duration) {
 	l.status <- svc.Status{State: svc.StopPending, WaitHint: uint32(within.Milliseconds())}
 }
 

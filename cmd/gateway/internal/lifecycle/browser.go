@@ -1,4 +1,4 @@
-package main
+package lifecycle
 
 import (
 	"context"
@@ -36,7 +36,7 @@ func browserInstances(cfg []configs.SQLListener, ls []*sqltunnel.Listener) []bro
 
 // newBrowser builds and binds the responder of cfg (nil when
 // sql_browser.listen is ""), announcing nothing yet.
-func (g *runningGateway) newBrowser(cfg configs.SQLBrowser) (*browser.Responder, error) {
+func (g *Gateway) newBrowser(cfg configs.SQLBrowser) (*browser.Responder, error) {
 	if cfg.Listen == "" {
 		return nil, nil
 	}
@@ -51,8 +51,8 @@ func (g *runningGateway) newBrowser(cfg configs.SQLBrowser) (*browser.Responder,
 }
 
 // serveBrowser runs r (nil: none) under its own context, so that a reload
-// can replace it alone, after announcing the current listeners.
-func (g *runningGateway) serveBrowser(r *browser.Responder) {
+// can replace it alone, after announcing the running listeners of sqlCfg.
+func (g *Gateway) serveBrowser(r *browser.Responder, sqlCfg []configs.SQLListener) {
 	if g.browserCancel != nil {
 		g.browserCancel()
 	}
@@ -60,18 +60,18 @@ func (g *runningGateway) serveBrowser(r *browser.Responder) {
 	if r == nil {
 		return
 	}
-	g.announce()
+	g.announce(sqlCfg)
 	ctx, cancel := context.WithCancel(g.serveCtx)
 	g.browserCancel = cancel
 	g.goServeCtx(ctx, "sql browser", r.Serve)
 }
 
-// announce tells the responder the instances of the running listeners.
-func (g *runningGateway) announce() {
+// announce tells the responder the instances of sqlCfg's running listeners.
+func (g *Gateway) announce(sqlCfg []configs.SQLListener) {
 	if g.browser == nil {
 		return
 	}
-	if err := g.browser.SetInstances(browserInstances(g.cfg.SQL, g.sql)); err != nil {
+	if err := g.browser.SetInstances(browserInstances(sqlCfg, g.sql)); err != nil {
 		// The configuration was validated; this would be a bug.
 		g.logger.Error("sql browser: instances refused; announcing the previous ones", zap.Error(err))
 	}

@@ -1,4 +1,4 @@
-package main
+package lifecycle
 
 import (
 	"github.com/gateway-project/gateway/tlsmgr"
@@ -7,7 +7,7 @@ import (
 // readiness returns why the gateway should not get traffic now, one short
 // reason each; none means ready. It reads snapshots only, so that a reload
 // waiting on an ACME server never blocks a probe.
-func (g *runningGateway) readiness() []string {
+func (g *Gateway) readiness() []string {
 	if g.draining.Load() {
 		return []string{"draining"}
 	}
@@ -39,7 +39,7 @@ type certReport struct {
 	Missing []string `json:"missing,omitempty"`
 }
 
-func (g *runningGateway) certReport() any {
+func (g *Gateway) certReport() any {
 	certs := g.certs.Certificates()
 	if certs == nil {
 		certs = []tlsmgr.CertInfo{}

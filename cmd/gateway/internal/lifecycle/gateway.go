@@ -1,4 +1,4 @@
-package main
+package lifecycle
 
 import (
 	"context"
@@ -6,14 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os/signal"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/spf13/cobra"
 	"go.uber.org/zap"
 
 	"github.com/gateway-project/gateway/cmd/gateway/internal/admin"
@@ -27,67 +25,28 @@ import (
 	"github.com/gateway-project/gateway/tlsmgr/redisstore"
 )
 
-func newRunCommand() *cobra.Command {
-	cmd := &cobra.Command{
-		Use:   "run",
-		Short: "Serve (the default command)",
-		Long: "run serves until SIGTERM or SIGINT, then drains (drain_timeout) and exits 0.\n" +
-			"SIGHUP re-reads the configuration from the same file, environment and flags\n" +
-			"and applies it without dropping a connection; an invalid one is refused.",
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			loaded, err := loadConfig(cmd)
-			if err != nil {
-				return err
-			}
-			logger, level, err := newLevelLogger(loaded.Log, cmd.ErrOrStderr())
-			if err != nil {
-				return err
-			}
-			defer func() { _ = logger.Sync() }()
-			source := loaded.Source
-			if source == "" {
-				source = "built-in defaults"
-			}
-			logger.Info("starting gateway", zap.String("version", version), zap.String("config", source))
-			// Catch SIGHUP before anything is ready: a SIGHUP that arrives
-			// while starting is held and applied once the gateway is up,
-			// instead of killing the process (its default action).
-			hup := notifyHangup()
-			g, err := startGateway(cmd.Context(), loaded.Config, logger, gatewayOptions{
-				load:  func() (*configs.Loaded, error) { return loadConfig(cmd) },
-				level: &level,
-			})
-			if err != nil {
-				signal.Stop(hup)
-				return err
-			}
-			stopHUP := watchHangup(cmd.Context(), logger, hup, g.reload)
-			defer stopHUP()
-			return g.wait()
-		},
-	}
-	addConfigFlags(cmd)
-	return cmd
-}
-
-// gatewayOptions are what a gateway started by `gateway run` has beyond its
-// configuration; the zero value (gateway demo) cannot reload.
-type gatewayOptions struct {
-	// load re-reads the configuration from where the running one came
-	// from, for SIGHUP; nil refuses reloads.
-	load func() (*configs.Loaded, error)
-	// level is the logger's level, which a reload of log.level changes;
+// Options are what a gateway has beyond its configuration.
+type Options struct {
+	// Version and Commit are the build's, for gateway_build_info and the
+	// status page.
+	Version, Commit string
+	// Load re-reads the configuration from where the running one came from,
+	// for reloads; nil refuses reloads (gateway demo).
+	Load func() (*configs.Loaded, error)
+	// Level is the logger's level, which a reload of log.level changes;
 	// nil keeps it.
-	level *zap.AtomicLevel
+	Level *zap.AtomicLevel
+	// Notifier is told of start, reloads and the drain; nil means systemd's
+	// notification socket (which does nothing when $NOTIFY_SOCKET is unset).
+	Notifier Notifier
 }
 
-// runningGateway is a started gateway: its certificate manager, fronts,
+// Gateway is a started gateway: its certificate manager, fronts,
 // operator endpoint and metrics. A reload (reload.go) replaces parts of it.
-type runningGateway struct {
+type Gateway struct {
 	logger *zap.Logger
-	opts   gatewayOptions
-	life   lifecycle
+	opts   Options
+	life   Notifier
 	certs  *tlsmgr.Manager
 
 	startedAt      time.Time
@@ -136,28 +95,31 @@ type gatewayParts struct {
 }
 
 // storeParts publishes the parts in force; reloadMu or start-up.
-func (g *runningGateway) storeParts() {
+func (g *Gateway) storeParts() {
 	g.parts.Store(&gatewayParts{https: g.https, sql: g.sql, browser: g.browser, admin: g.admin})
 }
 
-// startGateway builds every part from cfg, binds the listeners, obtains the
+// Start builds every part from cfg, binds the listeners, obtains the
 // certificates and returns once the gateway is ready to serve. When ctx ends
 // wait drains the gateway and returns.
-func startGateway(ctx context.Context, cfg configs.Config, logger *zap.Logger, opts gatewayOptions) (*runningGateway, error) {
+func Start(ctx context.Context, cfg configs.Config, logger *zap.Logger, opts Options) (*Gateway, error) {
 	certMetrics := tlsmgr.NewMetrics()
-	g := &runningGateway{
+	g := &Gateway{
 		logger:         logger,
 		opts:           opts,
-		life:           lifecycleFrom(ctx, logger),
+		life:           opts.Notifier,
 		proxyMetrics:   proxy.NewMetrics(),
 		sqlMetrics:     sqltunnel.NewMetrics(),
 		browserMetrics: browser.NewMetrics(),
 		startedAt:      time.Now(),
-		process:        admin.NewProcess(version, vcsCommit(), time.Now()),
+		process:        admin.NewProcess(opts.Version, opts.Commit, time.Now()),
 		ctx:            ctx,
 		cfg:            cfg,
 		failed:         make(chan error, 1),
 		adminDone:      make(chan struct{}),
+	}
+	if g.life == nil {
+		g.life = Systemd{Log: logger}
 	}
 	// A redis:// storage is opened (and its key checked) before anything
 	// else: the CA, the certificates and the sticky key live there.
@@ -182,7 +144,7 @@ func startGateway(ctx context.Context, cfg configs.Config, logger *zap.Logger, o
 	// The parts' context outlives ctx: wait cancels it once readiness says
 	// "draining", so that probes see the drain before listeners close.
 	g.serveCtx, g.cancel = context.WithCancel(context.WithoutCancel(ctx))
-	fail := func(err error) (*runningGateway, error) {
+	fail := func(err error) (*Gateway, error) {
 		g.cancel()
 		certs.Close()
 		g.closeStore()
@@ -228,13 +190,13 @@ func startGateway(ctx context.Context, cfg configs.Config, logger *zap.Logger, o
 	for _, l := range g.sql {
 		g.serveSQL(l)
 	}
-	g.serveBrowser(sqlBrowser)
+	g.serveBrowser(sqlBrowser, cfg.SQL)
 	g.serveAdmin(g.admin)
 	g.storeParts()
 	// Listeners serve before certificates are obtained: ACME challenges
 	// arrive on them while Manage waits.
 	if err := certs.Manage(ctx, cfg.Names()); err != nil {
-		_ = g.drain()
+		_ = g.Drain()
 		return nil, fmt.Errorf("certificates: %w", err)
 	}
 	g.started.Store(true)
@@ -258,12 +220,12 @@ func startGateway(ctx context.Context, cfg configs.Config, logger *zap.Logger, o
 		fields = append(fields, zap.Stringer("admin_addr", g.admin.Addr()))
 	}
 	logger.Info("gateway ready", fields...)
-	g.life.ready(fmt.Sprintf("serving %d site(s) and %d sql listener(s)", len(cfg.HTTP.Sites), len(cfg.SQL)))
+	g.life.Ready(fmt.Sprintf("serving %d site(s) and %d sql listener(s)", len(cfg.HTTP.Sites), len(cfg.SQL)))
 	return g, nil
 }
 
 // newHTTPS builds and binds the HTTPS front of cfg.
-func (g *runningGateway) newHTTPS(cfg configs.Config) (*proxy.Server, error) {
+func (g *Gateway) newHTTPS(cfg configs.Config) (*proxy.Server, error) {
 	tlsConf := g.certs.ServerTLSConfig(cfg.DefaultServerName(), "h2", "http/1.1")
 	wrap, err := proxyhdr.Wrapper(cfg.HTTP.ProxyProtocol, "https", g.logger)
 	if err != nil {
@@ -293,7 +255,7 @@ func (g *runningGateway) newHTTPS(cfg configs.Config) (*proxy.Server, error) {
 }
 
 // setChallengeAddresses tells the ACME issuer where srv answers challenges.
-func (g *runningGateway) setChallengeAddresses(srv *proxy.Server) error {
+func (g *Gateway) setChallengeAddresses(srv *proxy.Server) error {
 	redirect := ""
 	if a := srv.RedirectAddr(); a != nil {
 		redirect = a.String()
@@ -303,7 +265,7 @@ func (g *runningGateway) setChallengeAddresses(srv *proxy.Server) error {
 
 // newSQLListener builds (without binding) one TDS listener presenting the
 // certificate for its hostname.
-func (g *runningGateway) newSQLListener(lc configs.SQLListener, drain time.Duration) (*sqltunnel.Listener, error) {
+func (g *Gateway) newSQLListener(lc configs.SQLListener, drain time.Duration) (*sqltunnel.Listener, error) {
 	certs := g.certs
 	serverTLS := func(protos ...string) *tls.Config {
 		return certs.NamedServerTLSConfig(lc.Hostname, protos...)
@@ -320,7 +282,7 @@ func (g *runningGateway) newSQLListener(lc configs.SQLListener, drain time.Durat
 }
 
 // newAdmin builds (without binding) the operator endpoint on addr.
-func (g *runningGateway) newAdmin(addr string) *admin.Server {
+func (g *Gateway) newAdmin(addr string) *admin.Server {
 	return admin.New(addr, admin.Options{
 		Gatherer: g.registry,
 		Ready:    g.readiness,
@@ -334,11 +296,11 @@ func (g *runningGateway) newAdmin(addr string) *admin.Server {
 
 // goServe runs one part until serveCtx ends; the first part that fails for
 // good stops the gateway (wait).
-func (g *runningGateway) goServe(name string, serve func(context.Context) error) {
+func (g *Gateway) goServe(name string, serve func(context.Context) error) {
 	g.goServeCtx(g.serveCtx, name, serve)
 }
 
-func (g *runningGateway) goServeCtx(ctx context.Context, name string, serve func(context.Context) error) {
+func (g *Gateway) goServeCtx(ctx context.Context, name string, serve func(context.Context) error) {
 	g.wg.Add(1)
 	go func() {
 		defer g.wg.Done()
@@ -353,21 +315,21 @@ func (g *runningGateway) goServeCtx(ctx context.Context, name string, serve func
 
 // serveHTTPS runs an HTTPS front under its own context, so that a reload
 // that empties http.listen can stop it alone.
-func (g *runningGateway) serveHTTPS(srv *proxy.Server) {
+func (g *Gateway) serveHTTPS(srv *proxy.Server) {
 	ctx, cancel := context.WithCancel(g.serveCtx)
 	g.httpsCancel = cancel
 	g.allHTTPS = append(g.allHTTPS, srv)
 	g.goServeCtx(ctx, "https front", srv.Serve)
 }
 
-func (g *runningGateway) serveSQL(l *sqltunnel.Listener) {
+func (g *Gateway) serveSQL(l *sqltunnel.Listener) {
 	g.allSQL = append(g.allSQL, l)
 	g.goServe("sql listener "+l.Name(), l.Serve)
 }
 
 // serveAdmin runs the operator endpoint under its own context: it keeps
 // answering (/readyz: 503 draining) until the drain is over.
-func (g *runningGateway) serveAdmin(a *admin.Server) {
+func (g *Gateway) serveAdmin(a *admin.Server) {
 	if a == nil {
 		close(g.adminDone)
 		return
@@ -387,22 +349,23 @@ func (g *runningGateway) serveAdmin(a *admin.Server) {
 }
 
 // httpsAddr is the bound HTTPS address, or nil when the front is disabled.
-func (g *runningGateway) httpsAddr() net.Addr {
+func (g *Gateway) httpsAddr() net.Addr {
 	if g.https == nil {
 		return nil
 	}
 	return g.https.HTTPSAddr()
 }
 
-// wait blocks until ctx ends or a part fails, then drains.
-func (g *runningGateway) wait() error {
+// Wait blocks until the context Start was given ends or a part fails, then
+// drains.
+func (g *Gateway) Wait() error {
 	var first error
 	select {
 	case <-g.ctx.Done():
 	case first = <-g.failed:
 		g.logger.Error("gateway part failed; stopping", zap.Error(first))
 	}
-	rest := g.drain()
+	rest := g.Drain()
 	if first != nil {
 		return first
 	}
@@ -412,7 +375,7 @@ func (g *runningGateway) wait() error {
 // drain makes readiness fail, lets every part finish its own bounded drain
 // (HTTP requests and TDS sessions, up to drain_timeout), logs one summary
 // line, then stops the operator endpoint and the certificate manager.
-func (g *runningGateway) drain() error {
+func (g *Gateway) Drain() error {
 	g.reloadMu.Lock()
 	defer g.reloadMu.Unlock()
 	g.draining.Store(true)
@@ -425,7 +388,7 @@ func (g *runningGateway) drain() error {
 		sessions += l.Sessions()
 	}
 	// The parts' drains end by drain_timeout, plus the grace after a cut.
-	g.life.stopping(fmt.Sprintf("draining %d request(s) and %d sql session(s)", requests, sessions),
+	g.life.Stopping(fmt.Sprintf("draining %d request(s) and %d sql session(s)", requests, sessions),
 		g.cfg.DrainTimeout+10*time.Second)
 	g.logger.Info("draining", zap.Int("requests_in_flight", requests), zap.Int64("sql_sessions", sessions),
 		zap.Duration("drain_timeout", g.cfg.DrainTimeout))
@@ -475,4 +438,40 @@ func sqlAddrs(ls []*sqltunnel.Listener) map[string]string {
 		}
 	}
 	return m
+}
+
+// Certs is the gateway's certificate manager.
+func (g *Gateway) Certs() *tlsmgr.Manager { return g.certs }
+
+// Addrs are the addresses a gateway is bound to; nil or empty for what it
+// does not serve.
+type Addrs struct {
+	HTTPS, Redirect, Admin, Browser net.Addr
+	// SQL maps each SQL listener's name to its address, in sql[] order in
+	// SQLNames.
+	SQL      map[string]string
+	SQLNames []string
+}
+
+// Addrs returns where the gateway listens now.
+func (g *Gateway) Addrs() Addrs {
+	p := g.parts.Load()
+	var a Addrs
+	if p == nil {
+		return a
+	}
+	if p.https != nil {
+		a.HTTPS, a.Redirect = p.https.HTTPSAddr(), p.https.RedirectAddr()
+	}
+	if p.admin != nil {
+		a.Admin = p.admin.Addr()
+	}
+	if p.browser != nil {
+		a.Browser = p.browser.Addr()
+	}
+	a.SQL = sqlAddrs(p.sql)
+	for _, l := range p.sql {
+		a.SQLNames = append(a.SQLNames, l.Name())
+	}
+	return a
 }

@@ -1,4 +1,4 @@
-package main
+package lifecycle
 
 import (
 	"strings"
@@ -11,11 +11,11 @@ import (
 // statusSource is the running gateway as the status page and /status.json
 // see it. It reads the published parts only (like readiness), never
 // reloadMu, so that a reload waiting on an ACME server never blocks it.
-type statusSource struct{ g *runningGateway }
+type statusSource struct{ g *Gateway }
 
 var _ status.Source = statusSource{}
 
-func (s statusSource) Version() string    { return version }
+func (s statusSource) Version() string    { return s.g.opts.Version }
 func (s statusSource) Started() time.Time { return s.g.startedAt }
 func (s statusSource) Ready() []string    { return s.g.readiness() }
 func (s statusSource) Draining() bool     { return s.g.draining.Load() }

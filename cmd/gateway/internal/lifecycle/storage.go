@@ -1,4 +1,4 @@
-package main
+package lifecycle
 
 import (
 	"context"
@@ -89,16 +89,16 @@ func certStorage(st *redisstore.Store) certmagic.Storage {
 }
 
 // closeStore closes the Redis store, if any.
-func (g *runningGateway) closeStore() {
+func (g *Gateway) closeStore() {
 	if g.store != nil {
 		_ = g.store.Close()
 	}
 }
 
-// newCertManager is tlsmgr.New on the storage cfg names, for the commands
+// NewCertManager is tlsmgr.New on the storage cfg names, for the commands
 // that read or write it without serving (ca root, ca issue, audit); close
 // releases the manager and the store.
-func newCertManager(ctx context.Context, cfg *configs.Config) (*tlsmgr.Manager, func(), error) {
+func NewCertManager(ctx context.Context, cfg *configs.Config) (*tlsmgr.Manager, func(), error) {
 	st, err := openStorage(ctx, cfg, zap.NewNop())
 	if err != nil {
 		return nil, nil, err
@@ -118,20 +118,20 @@ func newCertManager(ctx context.Context, cfg *configs.Config) (*tlsmgr.Manager, 
 	}, nil
 }
 
-// localStorageDir is the directory `gateway check` reads stored
+// LocalStorageDir is the directory `gateway check` reads stored
 // certificates from: none for a redis:// storage, whose state it reports
-// through describeStorage instead.
-func localStorageDir(cfg *configs.Config) string {
+// through DescribeStorage instead.
+func LocalStorageDir(cfg *configs.Config) string {
 	if cfg.RedisStorage() {
 		return ""
 	}
 	return cfg.Storage
 }
 
-// describeStorage says which storage is in use and, for Redis, whether it
+// DescribeStorage says which storage is in use and, for Redis, whether it
 // answers and the key opens what is there. A wrong key is an error: the
 // gateway would refuse to start.
-func describeStorage(ctx context.Context, cfg *configs.Config) (string, error) {
+func DescribeStorage(ctx context.Context, cfg *configs.Config) (string, error) {
 	if !cfg.RedisStorage() {
 		return "storage " + cfg.Storage + " (directory)", nil
 	}
