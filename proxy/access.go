@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -24,7 +25,7 @@ import (
 func (srv *Server) logRequest(r *http.Request, s *site, rs *requestState, rec *recorder, body *countingBody, start time.Time) {
 	d := time.Since(start)
 	status := rec.status
-	if status == 0 && rs != nil && isUpgrade(r) {
+	if status == 0 && rs.upstream != nil && isUpgrade(r) {
 		// A successful upgrade (WebSocket) is written on the hijacked
 		// connection, past the recorder.
 		status = http.StatusSwitchingProtocols
@@ -37,13 +38,15 @@ func (srv *Server) logRequest(r *http.Request, s *site, rs *requestState, rec *r
 	if r.TLS != nil {
 		tlsVersion = r.TLS.Version
 	}
-	srv.metrics.request(s.name, r.Method, status, d, in, rec.bytes, tlsVersion)
+	srv.metrics.request(s, r.Method, status, d, in, rec.bytes, tlsVersion)
 
 	ce := srv.access.Check(zapcore.InfoLevel, "request")
 	if ce == nil {
 		return
 	}
-	fields := make([]zap.Field, 0, 16)
+	fp := fieldPool.Get().(*[]zap.Field)
+	defer func() { clear(*fp); fieldPool.Put(fp) }()
+	fields := (*fp)[:0]
 	fields = append(fields,
 		zap.String("site", s.name),
 		zap.String("method", r.Method),
@@ -64,14 +67,22 @@ func (srv *Server) logRequest(r *http.Request, s *site, rs *requestState, rec *r
 	if r.TLS != nil {
 		fields = append(fields, zap.String("tls_version", tlsmgr.HandshakeVersion(r.TLS.Version)))
 	}
-	if rs != nil && rs.upstream != nil {
+	if rs.upstream != nil {
 		fields = append(fields, zap.String("upstream", rs.upstream.raw))
 		if rs.pinned {
 			fields = append(fields, zap.Bool("pinned", true))
 		}
 	}
 	ce.Write(fields...)
+	*fp = fields
 }
+
+// fieldPool recycles the field slices of access log lines: zap encodes a
+// line before Write returns and keeps no reference to its fields.
+var fieldPool = sync.Pool{New: func() any {
+	f := make([]zap.Field, 0, 16)
+	return &f
+}}
 
 func isUpgrade(r *http.Request) bool { return r.Header.Get("Upgrade") != "" }
 

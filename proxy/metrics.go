@@ -3,8 +3,8 @@ package proxy
 import (
 	"crypto/tls"
 	"net/http"
-	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -59,6 +59,75 @@ type Metrics struct {
 
 	mu      sync.Mutex
 	servers map[*Server]struct{}
+
+	// sites holds each site's pre-bound series (siteMetrics), by name.
+	sites sync.Map
+}
+
+// siteMetrics are one site's series, bound once: a request looks its
+// children up by index instead of hashing label values.
+type siteMetrics struct {
+	toUpstream, toClient prometheus.Counter
+	byMethodClass        [len(methodLabels) + 1][len(classLabels)]atomic.Pointer[requestSeries]
+}
+
+// requestSeries are the request count and duration of one site, method
+// and status class.
+type requestSeries struct {
+	count    prometheus.Counter
+	duration prometheus.Observer
+}
+
+// methodLabels are the methods counted by name; others are OTHER (the last
+// index of siteMetrics.byMethodClass).
+var methodLabels = [...]string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
+	http.MethodDelete, http.MethodOptions, http.MethodConnect, http.MethodTrace}
+
+// classLabels are the status class labels by index: 0 for no response,
+// then 1xx to 9xx.
+var classLabels = [...]string{"none", "1xx", "2xx", "3xx", "4xx", "5xx", "6xx", "7xx", "8xx", "9xx"}
+
+// forSite returns the bound series of the site named name.
+func (m *Metrics) forSite(name string) *siteMetrics {
+	if v, ok := m.sites.Load(name); ok {
+		return v.(*siteMetrics)
+	}
+	sm := &siteMetrics{
+		toUpstream: m.bytes.WithLabelValues(name, "to_upstream"),
+		toClient:   m.bytes.WithLabelValues(name, "to_client"),
+	}
+	v, _ := m.sites.LoadOrStore(name, sm)
+	return v.(*siteMetrics)
+}
+
+// series returns the bound request series of method and status, binding
+// them at their first use.
+func (sm *siteMetrics) series(m *Metrics, site, method string, status int) *requestSeries {
+	mi, ci := methodIndex(method), classIndex(status)
+	p := &sm.byMethodClass[mi][ci]
+	if rs := p.Load(); rs != nil {
+		return rs
+	}
+	ml, cl := methodLabel(method), codeClass(status)
+	rs := &requestSeries{count: m.requests.WithLabelValues(site, ml, cl), duration: m.duration.WithLabelValues(site, ml, cl)}
+	p.CompareAndSwap(nil, rs)
+	return p.Load()
+}
+
+func methodIndex(method string) int {
+	for i, m := range methodLabels {
+		if m == method {
+			return i
+		}
+	}
+	return len(methodLabels)
+}
+
+func classIndex(status int) int {
+	if status < 100 || status > 999 {
+		return 0
+	}
+	return status / 100
 }
 
 // NewMetrics creates the collector; nothing is registered anywhere.
@@ -181,11 +250,16 @@ func (m *Metrics) detach(s *Server) {
 	m.mu.Unlock()
 }
 
-// request records one finished request, carried by TLS version tlsVersion
-// (crypto/tls's constant; 0 without TLS).
-func (m *Metrics) request(site, method string, status int, d time.Duration, in, out int64, tlsVersion uint16) {
+// request records one finished request of site s, carried by TLS version
+// tlsVersion (crypto/tls's constant; 0 without TLS).
+func (m *Metrics) request(s *site, method string, status int, d time.Duration, in, out int64, tlsVersion uint16) {
 	if m == nil {
 		return
+	}
+	sm := s.series.Load()
+	if sm == nil {
+		sm = m.forSite(s.name)
+		s.series.Store(sm)
 	}
 	switch tlsVersion {
 	case tls.VersionTLS12:
@@ -196,14 +270,14 @@ func (m *Metrics) request(site, method string, status int, d time.Duration, in, 
 	default:
 		m.requestsTLS.WithLabelValues(tlsmgr.HandshakeVersion(tlsVersion)).Inc()
 	}
-	method, class := methodLabel(method), codeClass(status)
-	m.requests.WithLabelValues(site, method, class).Inc()
-	m.duration.WithLabelValues(site, method, class).Observe(d.Seconds())
+	rs := sm.series(m, s.name, method, status)
+	rs.count.Inc()
+	rs.duration.Observe(d.Seconds())
 	if in > 0 {
-		m.bytes.WithLabelValues(site, "to_upstream").Add(float64(in))
+		sm.toUpstream.Add(float64(in))
 	}
 	if out > 0 {
-		m.bytes.WithLabelValues(site, "to_client").Add(float64(out))
+		sm.toClient.Add(float64(out))
 	}
 }
 
@@ -227,18 +301,11 @@ func (m *Metrics) handshake(version, result string) {
 
 // methodLabel bounds the method label: a client may send any token.
 func methodLabel(method string) string {
-	switch method {
-	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
-		http.MethodDelete, http.MethodOptions, http.MethodConnect, http.MethodTrace:
-		return method
+	if i := methodIndex(method); i < len(methodLabels) {
+		return methodLabels[i]
 	}
 	return "OTHER"
 }
 
 // codeClass is the status class label; 0 (nothing written) is "none".
-func codeClass(status int) string {
-	if status < 100 || status > 999 {
-		return "none"
-	}
-	return strconv.Itoa(status/100) + "xx"
-}
+func codeClass(status int) string { return classLabels[classIndex(status)] }

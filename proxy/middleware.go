@@ -4,7 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"net/http"
-	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gateway-project/gateway/configs"
@@ -26,11 +26,12 @@ func (f *front) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	gen := srv.gen.Load()
 	s := gen.table.match(r.Host)
-	rec := &recorder{ResponseWriter: w}
-	var (
-		rs   *requestState
-		body *countingBody
-	)
+	// One allocation carries the request's state, its recorder and (as
+	// the context the proxy hooks read it from) the state's context key.
+	rs := &requestState{Context: r.Context(), site: s, h2: r.ProtoMajor == 2}
+	rec := &rs.rec
+	rec.ResponseWriter = w
+	var body *countingBody
 	// Deferred so that aborted requests (ReverseProxy panics with
 	// http.ErrAbortHandler when a body copy fails) are logged too.
 	defer func() { srv.logRequest(r, s, rs, rec, body, start) }()
@@ -61,11 +62,12 @@ func (f *front) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	cc := connFrom(r.Context())
-	rs = &requestState{site: s, conn: cc, h2: r.ProtoMajor == 2}
-	rs.upstream, rs.sticky = s.choose(r, cc)
-	rs.upstream.inflight.Add(1)
+	rs.conn = cc
+	up, sticky := s.choose(r, cc)
+	up.inflight.Add(1)
+	rs.upstream, rs.sticky = up, sticky // from here on the request is proxied
 	defer func() { rs.upstream.inflight.Add(-1) }()
-	r = r.WithContext(withState(r.Context(), rs))
+	r = r.WithContext(rs)
 	rs.in = r
 	s.proxy.ServeHTTP(rec, r)
 }
@@ -103,52 +105,37 @@ func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
 
 // tracker counts in-flight requests so that shutdown can wait for them and
 // report how many it cut. http.Server.Shutdown alone is not enough: it does
-// not wait for hijacked (upgraded, e.g. WebSocket) connections.
+// not wait for hijacked (upgraded, e.g. WebSocket) connections. Counting is
+// one atomic add per request; only the drain, which is rare, polls.
 type tracker struct {
-	mu   sync.Mutex
-	n    int
-	idle chan struct{} // closed while n == 0
+	n atomic.Int64
 }
 
-func newTracker() *tracker {
-	t := &tracker{idle: make(chan struct{})}
-	close(t.idle)
-	return t
-}
+func newTracker() *tracker { return &tracker{} }
 
-func (t *tracker) add() {
-	t.mu.Lock()
-	if t.n == 0 {
-		t.idle = make(chan struct{})
-	}
-	t.n++
-	t.mu.Unlock()
-}
+func (t *tracker) add()  { t.n.Add(1) }
+func (t *tracker) done() { t.n.Add(-1) }
 
-func (t *tracker) done() {
-	t.mu.Lock()
-	t.n--
-	if t.n == 0 {
-		close(t.idle)
-	}
-	t.mu.Unlock()
-}
+func (t *tracker) count() int { return int(t.n.Load()) }
 
-func (t *tracker) count() int {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return t.n
-}
+// trackerPoll is how often wait looks at the count.
+const trackerPoll = 10 * time.Millisecond
 
 // wait returns nil once no request is in flight, or ctx's error.
 func (t *tracker) wait(ctx context.Context) error {
-	t.mu.Lock()
-	idle := t.idle
-	t.mu.Unlock()
-	select {
-	case <-idle:
+	if t.n.Load() == 0 {
 		return nil
-	case <-ctx.Done():
-		return ctx.Err()
+	}
+	tick := time.NewTicker(trackerPoll)
+	defer tick.Stop()
+	for {
+		select {
+		case <-tick.C:
+			if t.n.Load() == 0 {
+				return nil
+			}
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
 }

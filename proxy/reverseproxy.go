@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"log"
+	"net"
 	"net/http"
 	"net/http/httputil"
 	"strings"
@@ -12,10 +13,13 @@ const headerHSTS = "Strict-Transport-Security"
 
 // requestState travels in a request's context from the front handler to the
 // Rewrite, RoundTrip, ModifyResponse and ErrorHandler hooks of the site's
-// proxy, all of which run on the handler's goroutine.
+// proxy, all of which run on the handler's goroutine. It is that context:
+// it wraps the request's own and answers stateFrom's key itself.
 type requestState struct {
+	context.Context
+	rec      recorder // the response's status and size, for the log
 	site     *site
-	upstream *upstream     // chosen by the front handler; RoundTrip may move it
+	upstream *upstream     // chosen by the front handler (nil until then); RoundTrip may move it
 	in       *http.Request // the client's request
 	conn     *clientConn   // nil outside a Server (tests of parts)
 	h2       bool          // the client speaks HTTP/2
@@ -26,8 +30,18 @@ type requestState struct {
 
 type stateKey struct{}
 
+// Value implements context.Context.
+func (rs *requestState) Value(key any) any {
+	if _, ok := key.(stateKey); ok {
+		return rs
+	}
+	return rs.Context.Value(key)
+}
+
+// withState is a context carrying rs, for the parts tested alone.
 func withState(ctx context.Context, rs *requestState) context.Context {
-	return context.WithValue(ctx, stateKey{}, rs)
+	rs.Context = ctx
+	return rs
 }
 
 func stateFrom(ctx context.Context) *requestState {
@@ -84,8 +98,7 @@ func (s *site) rewrite(pr *httputil.ProxyRequest) {
 		removeCookie(h, s.sticky)
 	}
 	onlyWebSocketUpgrades(h)
-	pr.SetXForwarded()
-	h.Set("X-Forwarded-Proto", "https") // only TLS reaches this handler
+	setForwarded(h, pr.In, stateFrom(pr.In.Context()))
 	for k, v := range s.requestHeaders {
 		h[k] = v[:1:1] // shared and read-only: an append must copy
 	}
@@ -148,6 +161,44 @@ func (s *site) modifyResponse(res *http.Response) error {
 		res.Header.Set("Connection", "close")
 	}
 	return nil
+}
+
+// setForwarded sets the forwarding headers as ProxyRequest.SetXForwarded
+// would after stripSpoofable — X-Forwarded-For the client's address alone,
+// X-Forwarded-Host the Host it asked for — and X-Forwarded-Proto "https":
+// only TLS reaches this handler. The values come from the client
+// connection's cache, built once per connection (per Host on HTTP/2), and
+// are shared read-only: nothing appends to an outbound header's values.
+func setForwarded(h http.Header, in *http.Request, rs *requestState) {
+	var f *forwardedFor
+	if rs != nil && rs.conn != nil {
+		f = rs.conn.forwarded(in.RemoteAddr, in.Host)
+	} else {
+		f = newForwarded(in.RemoteAddr, in.Host)
+	}
+	if f.xff != nil {
+		h["X-Forwarded-For"] = f.xff
+	} else {
+		delete(h, "X-Forwarded-For")
+	}
+	h["X-Forwarded-Host"] = f.xfh
+	h["X-Forwarded-Proto"] = protoHTTPS
+}
+
+var protoHTTPS = []string{"https"}[:1:1]
+
+// forwardedFor is one client address and Host's forwarding header values.
+type forwardedFor struct {
+	remote, host string
+	xff, xfh     []string // capacity 1: an append copies
+}
+
+func newForwarded(remote, host string) *forwardedFor {
+	f := &forwardedFor{remote: remote, host: host, xfh: []string{host}[:1:1]}
+	if ip, _, err := net.SplitHostPort(remote); err == nil {
+		f.xff = []string{ip}[:1:1]
+	}
+	return f
 }
 
 func hasPrefixFold(s, prefix string) bool {

@@ -98,7 +98,7 @@ func (s *site) roundTripPooled(req *http.Request, rs *requestState, host string)
 	}
 	var tried []*upstream
 	for {
-		tr, err := rs.upstream.pool.transport(host)
+		tr, err := rs.upstream.pool.roundTripper(host, req)
 		var res *http.Response
 		if err == nil {
 			res, err = tr.RoundTrip(req)

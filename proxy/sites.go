@@ -35,7 +35,10 @@ type site struct {
 	proxy        *httputil.ReverseProxy
 	log          *zap.Logger
 	metrics      *Metrics // nil: none
-	accessQuery  bool     // access_log_query
+	// series are the site's request series in the front's metrics, bound
+	// at its first request.
+	series      atomic.Pointer[siteMetrics]
+	accessQuery bool // access_log_query
 
 	// checkCancel stops the site's health checks; nil when none run.
 	checkCancel context.CancelFunc

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"net"
 	"net/http"
+	"net/url"
 	"sync"
 	"time"
 )
@@ -16,27 +17,9 @@ import (
 // it. There is no overall response timeout, only the idle one of idleConn, so
 // long downloads, uploads and event streams are never cut while they move.
 //
-// onDial, when not nil, sees every new connection before it is used and may
-// refuse it (the connection is then closed and the dial fails).
+// onDial is upstreamDialer's.
 func newTransport(o *options, tlsCfg *tls.Config, onDial func(net.Conn) error) *http.Transport {
-	d := &net.Dialer{Timeout: o.dialTimeout, KeepAlive: 30 * time.Second}
-	idle := o.upstreamIdleTimeout
-	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
-		c, err := d.DialContext(ctx, network, addr)
-		if err != nil {
-			return nil, err
-		}
-		if idle > 0 {
-			c = &idleConn{Conn: c, timeout: idle}
-		}
-		if onDial != nil {
-			if err := onDial(c); err != nil {
-				_ = c.Close()
-				return nil, err
-			}
-		}
-		return c, nil
-	}
+	dial := upstreamDialer(o, onDial)
 	var protos http.Protocols
 	protos.SetHTTP1(true)
 	return &http.Transport{
@@ -59,6 +42,31 @@ func newTransport(o *options, tlsCfg *tls.Config, onDial func(net.Conn) error) *
 	}
 }
 
+// upstreamDialer dials upstream connections with the dial timeout, TCP
+// keep-alives and the idle timeout of idleConn. onDial, when not nil, sees
+// every new connection before it is used and may refuse it (the connection
+// is then closed and the dial fails).
+func upstreamDialer(o *options, onDial func(net.Conn) error) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	d := &net.Dialer{Timeout: o.dialTimeout, KeepAlive: 30 * time.Second}
+	idle := o.upstreamIdleTimeout
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := d.DialContext(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		if idle > 0 {
+			c = &idleConn{Conn: c, timeout: idle}
+		}
+		if onDial != nil {
+			if err := onDial(c); err != nil {
+				_ = c.Close()
+				return nil, err
+			}
+		}
+		return c, nil
+	}
+}
+
 // upstreamPool holds the transports toward one upstream: the shared pool,
 // a no-keep-alive one for connection-bound credentials that must not enter
 // the pool, and (with upstream_tls.sni_from_host) one shared pool per TLS
@@ -68,6 +76,9 @@ type upstreamPool struct {
 	opts    *options
 	shared  *http.Transport
 	oneShot *http.Transport
+	// fast sends the requests h1Eligible accepts (h1client.go); the shared
+	// transport the others.
+	fast *h1Client
 	// tlsFor builds the client TLS configuration for a server name; nil
 	// for http:// upstreams and when the name does not depend on the
 	// request.
@@ -82,11 +93,22 @@ type upstreamPool struct {
 // kept alive.
 const maxSNITransports = 64
 
-func newUpstreamPool(o *options, baseTLS *tls.Config, tlsFor func(string) (*tls.Config, error)) *upstreamPool {
+func newUpstreamPool(o *options, u *url.URL, baseTLS *tls.Config, tlsFor func(string) (*tls.Config, error)) *upstreamPool {
 	p := &upstreamPool{opts: o, tlsFor: tlsFor, shared: newTransport(o, baseTLS, nil)}
 	p.oneShot = newTransport(o, baseTLS, nil)
 	p.oneShot.DisableKeepAlives = true
+	p.fast = newH1Client(o, u, baseTLS, upstreamDialer(o, nil))
 	return p
+}
+
+// roundTripper is where a pooled request goes: the h1Client for the
+// common request (no body, no upgrade) when the connection's TLS does not
+// depend on the client's Host, else the transport for host.
+func (p *upstreamPool) roundTripper(host string, req *http.Request) (http.RoundTripper, error) {
+	if (p.tlsFor == nil || host == "") && h1Eligible(req) {
+		return p.fast, nil
+	}
+	return p.transport(host)
 }
 
 // transport returns the pooled transport for a request whose client asked
@@ -136,6 +158,7 @@ func (p *upstreamPool) dedicated(host string, onDial func(net.Conn) error) (*htt
 
 func (p *upstreamPool) closeIdle() {
 	p.shared.CloseIdleConnections()
+	p.fast.closeIdle()
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for _, tr := range p.byName {
@@ -171,13 +194,15 @@ func (c *idleConn) Write(p []byte) (int, error) {
 }
 
 // bufferPool recycles the 32 KiB copy buffers of httputil.ReverseProxy.
+// It holds array pointers, which enter and leave the pool without an
+// allocation (a *[]byte would cost one per Put).
 type bufferPool struct{ pool sync.Pool }
 
 const copyBufferSize = 32 << 10
 
 func (b *bufferPool) Get() []byte {
-	if p, ok := b.pool.Get().(*[]byte); ok {
-		return *p
+	if p, ok := b.pool.Get().(*[copyBufferSize]byte); ok {
+		return p[:]
 	}
 	return make([]byte, copyBufferSize)
 }
@@ -186,6 +211,5 @@ func (b *bufferPool) Put(buf []byte) {
 	if cap(buf) != copyBufferSize {
 		return
 	}
-	buf = buf[:copyBufferSize]
-	b.pool.Put(&buf)
+	b.pool.Put((*[copyBufferSize]byte)(buf[:copyBufferSize]))
 }

@@ -21,7 +21,7 @@ func (s *site) buildPools(o *options, logger *zap.Logger) error {
 	for i, u := range s.upstreams {
 		key := fmt.Sprintf("upstream %s", u.raw)
 		if u.url.Scheme != "https" {
-			u.pool = newUpstreamPool(o, nil, nil)
+			u.pool = newUpstreamPool(o, u.url, nil, nil)
 			continue
 		}
 		var base *tls.Config
@@ -39,7 +39,7 @@ func (s *site) buildPools(o *options, logger *zap.Logger) error {
 		if s.upstreamTLS.SNIFromHost {
 			tlsFor = func(name string) (*tls.Config, error) { return s.clientTLS(name, logger) }
 		}
-		u.pool = newUpstreamPool(o, base, tlsFor)
+		u.pool = newUpstreamPool(o, u.url, base, tlsFor)
 	}
 	return nil
 }

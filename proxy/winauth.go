@@ -130,9 +130,24 @@ type clientConn struct {
 	// (Server.connState).
 	handshakeCounted atomic.Bool
 
+	// fwd caches the forwarding headers of the connection's latest
+	// client address and Host (setForwarded).
+	fwd atomic.Pointer[forwardedFor]
+
 	mu     sync.Mutex
 	closed bool
 	pins   []*pin // one per site, usually none or one
+}
+
+// forwarded returns the forwarding header values for remote and host,
+// from the cache when they are the connection's latest.
+func (c *clientConn) forwarded(remote, host string) *forwardedFor {
+	if f := c.fwd.Load(); f != nil && f.remote == remote && f.host == host {
+		return f
+	}
+	f := newForwarded(remote, host)
+	c.fwd.Store(f)
+	return f
 }
 
 // pin is a client connection's dedicated upstream connection for one site.

@@ -1,0 +1,10 @@
+//go:build !unix
+
+package proxy
+
+// alive cannot peek at the socket here: a connection the upstream closed
+// while idle fails its next request, which RoundTrip sends again on a new
+// connection when it is replayable.
+func (pc *h1Conn) alive() bool { return true }
+
+func (pc *h1Conn) peek(uintptr) bool { return true }
