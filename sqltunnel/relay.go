@@ -15,11 +15,13 @@ import (
 
 // relay copies frames both ways until both sides are done, then logs the
 // session's end. Each direction has its own goroutine and one pooled
-// buffer, and writes each TDS packet (or SMP packet, with MARS) in a single
-// Write: with TLS, a packet must not be split over records written at
-// different times (SQL Server drops the connection), and it is flushed as
-// soon as it is complete, so attention packets (0x06) and streamed results
-// flow in both directions at once, never lock-step.
+// buffer while data moves. Toward SQL Server each TDS packet (or SMP
+// packet, with MARS) goes in a single Write: with TLS, a packet must not be
+// split over records written at different times (SQL Server drops the
+// connection). Toward the client, complete packets that arrive back to back
+// are written together (coalesce.go), and a packet that ends a message at
+// once. Attention packets (0x06) and streamed results flow in both
+// directions at once, never lock-step.
 //
 // When one side finishes sending (EOF), the other side's write half is
 // closed (TLS close_notify, then TCP FIN) and its remaining output gets
@@ -30,9 +32,8 @@ func (s *session) relay(client, upstream leg, maxPacket int, smp bool) {
 		err  error
 	}
 	done := make(chan result, 2)
-	pipe := func(from string, dst, src leg, n *byteCount) {
-		f := newFramer(src.conn, maxPacket, smp)
-		defer f.release()
+	var guard readGuard // the upstream leg's read deadlines
+	pipe := func(from string, dst leg, run func() error) {
 		var err error
 		defer func() {
 			if r := recover(); r != nil {
@@ -41,23 +42,29 @@ func (s *session) relay(client, upstream leg, maxPacket int, smp bool) {
 			}
 			done <- result{from, err}
 		}()
-		if err = copyFrames(dst.conn, f, n); err == nil {
+		if err = run(); err == nil {
 			dst.closeWrite()
 		}
 	}
-	go pipe("client", upstream, client, &s.toUpstream)
-	go pipe("upstream", client, upstream, &s.toClient)
+	go pipe("client", upstream, func() error {
+		f := newFramer(client.conn, maxPacket, smp)
+		defer f.release()
+		return copyFrames(upstream.conn, f, &s.toUpstream)
+	})
+	go pipe("upstream", client, func() error {
+		return copyFramesCoalesced(client.conn, upstream.conn, &guard, maxPacket, smp, &s.toClient)
+	})
 
 	first := <-done
 	if first.err != nil {
 		s.closeAll()
 	} else {
 		// The other side may still be sending its last reply.
-		other := client
 		if first.from == "client" {
-			other = upstream
+			guard.setFinal(upstream.conn, time.Now().Add(halfCloseTimeout))
+		} else {
+			_ = client.conn.SetReadDeadline(time.Now().Add(halfCloseTimeout))
 		}
-		_ = other.conn.SetReadDeadline(time.Now().Add(halfCloseTimeout))
 	}
 	second := <-done
 	s.closeAll()

@@ -60,48 +60,67 @@ func BenchmarkFramer(b *testing.B) {
 // BenchmarkRelayTLS relays a stream of packets from one loopback TLS
 // connection to another, as a session's upstream-to-client direction does:
 // TLS decryption, framing, TLS encryption and the socket calls on both legs.
-// The sender and the receiver run in the same process, so about half of the
-// time is theirs; compare runs, not absolute figures.
+// The sender writes each packet in its own Write (one TLS record each), as
+// SQL Server does. "per-packet" writes each packet on in its own Write (the
+// client-to-server direction's rule), "coalesced" gathers back-to-back
+// packets (the server-to-client direction). The sender and the receiver run
+// in the same process, so about half of the time is theirs; compare the
+// two, not absolute figures.
 func BenchmarkRelayTLS(b *testing.B) {
 	cert, rootPEM, err := tdstest.NewCertificate("localhost")
 	if err != nil {
 		b.Fatal(err)
 	}
+	modes := []struct {
+		name string
+		copy func(dst, src net.Conn, size int) error
+	}{
+		{"per-packet", func(dst, src net.Conn, size int) error {
+			f := newFramer(src, size, false)
+			defer f.release()
+			var n atomic.Int64
+			return copyFrames(dst, f, &n)
+		}},
+		{"coalesced", func(dst, src net.Conn, size int) error {
+			var g readGuard
+			var n atomic.Int64
+			return copyFramesCoalesced(dst, src, &g, size, false, &n)
+		}},
+	}
 	for _, size := range benchPacketSizes {
-		b.Run(fmt.Sprintf("packet=%d", size), func(b *testing.B) {
-			in := tlsPair(b, cert, rootPEM)  // sender -> relay
-			out := tlsPair(b, cert, rootPEM) // relay -> receiver
-			const perMessage = 64
-			wire := replyPackets(b, perMessage, size)
+		for _, mode := range modes {
+			b.Run(fmt.Sprintf("packet=%d/%s", size, mode.name), func(b *testing.B) {
+				in := tlsPair(b, cert, rootPEM)  // sender -> relay
+				out := tlsPair(b, cert, rootPEM) // relay -> receiver
+				const perMessage = 64
+				wire := replyPackets(b, perMessage, size)
 
-			done := make(chan error, 1)
-			go func() {
-				f := newFramer(in.server, size, false)
-				defer f.release()
-				var n atomic.Int64
-				done <- copyFrames(out.client, f, &n)
-			}()
-			recvErr := make(chan error, 1)
-			go func() {
-				_, err := io.Copy(io.Discard, out.server)
-				recvErr <- err
-			}()
-			b.SetBytes(int64(len(wire)))
-			b.ReportAllocs()
-			for b.Loop() {
-				if _, err := in.client.Write(wire); err != nil {
+				done := make(chan error, 1)
+				go func() { done <- mode.copy(out.client, in.server, size) }()
+				recvErr := make(chan error, 1)
+				go func() {
+					_, err := io.Copy(io.Discard, out.server)
+					recvErr <- err
+				}()
+				b.SetBytes(int64(len(wire)))
+				b.ReportAllocs()
+				for b.Loop() {
+					for p := wire; len(p) > 0; p = p[size:] {
+						if _, err := in.client.Write(p[:size]); err != nil {
+							b.Fatal(err)
+						}
+					}
+				}
+				_ = in.client.CloseWrite()
+				if err := <-done; err != nil {
 					b.Fatal(err)
 				}
-			}
-			_ = in.client.CloseWrite()
-			if err := <-done; err != nil {
-				b.Fatal(err)
-			}
-			_ = out.client.CloseWrite()
-			if err := <-recvErr; err != nil {
-				b.Fatal(err)
-			}
-		})
+				_ = out.client.CloseWrite()
+				if err := <-recvErr; err != nil {
+					b.Fatal(err)
+				}
+			})
+		}
 	}
 }
 
