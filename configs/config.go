@@ -26,6 +26,8 @@ type Config struct {
 	// SQLBrowser answers SQL Server Browser queries for the listeners that
 	// have an instance name.
 	SQLBrowser SQLBrowser `mapstructure:"sql_browser"`
+	// Runtime tunes the Go garbage collector (runtime.go).
+	Runtime Runtime `mapstructure:"runtime"`
 }
 
 // SQLBrowser is the gateway's SQL Server Browser (MC-SQLR, UDP): clients

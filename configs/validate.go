@@ -99,6 +99,7 @@ func (c *Config) validateGeneral(ps *problems) {
 	if c.DrainTimeout < 0 {
 		ps.add("drain_timeout", "must not be negative (e.g. 30s)")
 	}
+	c.Runtime.validate(ps)
 }
 
 func (t *TLS) validate(ps *problems) {

@@ -96,6 +96,13 @@ func printPlan(w io.Writer, l *configs.Loaded, sources []tlsmgr.NameSource) {
 	}
 	fmt.Fprintf(w, "config %s: ok\n", src)
 	fmt.Fprintf(w, "storage %s; tls issuer %s, minimum TLS %s\n", l.Storage, l.TLS.Issuer, l.TLS.MinVersion)
+	if rt := l.Runtime; rt.Percent() != configs.DefaultGOGC || rt.MemoryLimit != "" {
+		limit := rt.MemoryLimit
+		if limit == "" {
+			limit = "none"
+		}
+		fmt.Fprintf(w, "runtime gogc %d, memory limit %s\n", rt.Percent(), limit)
+	}
 	if l.Admin.Listen != "" {
 		fmt.Fprintf(w, "admin   %s (/healthz /readyz /metrics /certs)\n", l.Admin.Listen)
 	}

@@ -121,6 +121,7 @@ func Start(ctx context.Context, cfg configs.Config, logger *zap.Logger, opts Opt
 	if g.life == nil {
 		g.life = Systemd{Log: logger}
 	}
+	runtimeFields := applyRuntime(cfg.Runtime)
 	// A redis:// storage is opened (and its key checked) before anything
 	// else: the CA, the certificates and the sticky key live there.
 	store, err := openStorage(ctx, &cfg, logger)
@@ -200,7 +201,7 @@ func Start(ctx context.Context, cfg configs.Config, logger *zap.Logger, opts Opt
 		return nil, fmt.Errorf("certificates: %w", err)
 	}
 	g.started.Store(true)
-	fields := []zap.Field{zap.Strings("names", cfg.Names())}
+	fields := []zap.Field{zap.Strings("names", cfg.Names()), zap.Dict("runtime", runtimeFields...)}
 	if g.https != nil {
 		fields = append(fields, zap.Stringer("https_addr", g.https.HTTPSAddr()))
 		if a := g.https.RedirectAddr(); a != nil {

@@ -106,6 +106,7 @@ func (g *Gateway) applyReload() ([]zap.Field, error) {
 	// nothing that serves; the first that fails refuses the reload.
 	for _, prepare := range []func(*configs.Config) (stage, error){
 		g.prepareLevel,
+		g.prepareRuntime,
 		g.prepareHTTPS,
 		g.prepareSQL,
 		g.prepareAdmin,

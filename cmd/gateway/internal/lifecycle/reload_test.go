@@ -3,7 +3,9 @@ package lifecycle
 import (
 	"context"
 	"errors"
+	"math"
 	"net"
+	"runtime/debug"
 	"strings"
 	"testing"
 	"time"
@@ -510,5 +512,61 @@ func TestDrain(t *testing.T) {
 	}
 	if len(logs.FilterMessage("gateway stopped").All()) != 1 {
 		t.Error(`no "gateway stopped" line`)
+	}
+}
+
+// TestReloadRuntime: runtime.gogc and runtime.memory_limit take effect at
+// start and change on reload. Not parallel: the collector's settings are
+// the process's.
+func TestReloadRuntime(t *testing.T) {
+	t.Setenv("GOGC", "")
+	t.Setenv("GOMEMLIMIT", "")
+	defer debug.SetGCPercent(debug.SetGCPercent(100))
+	defer debug.SetMemoryLimit(debug.SetMemoryLimit(-1))
+	cfg := baseConfig(t)
+	cfg.Runtime = configs.Runtime{GOGC: 80, MemoryLimit: "1GiB"}
+	h := startHarness(t, cfg)
+	if got := debug.SetGCPercent(-1); got != 80 {
+		t.Errorf("GOGC after start = %d, want 80", got)
+	}
+	debug.SetGCPercent(80)
+	if got := debug.SetMemoryLimit(-1); got != 1<<30 {
+		t.Errorf("memory limit after start = %d, want 1GiB", got)
+	}
+	if err := h.reload(func(c *configs.Config) { c.Runtime = configs.Runtime{GOGC: 50} }); err != nil {
+		t.Fatal(err)
+	}
+	if got := debug.SetGCPercent(-1); got != 50 {
+		t.Errorf("GOGC after reload = %d, want 50", got)
+	}
+	debug.SetGCPercent(50)
+	if got := debug.SetMemoryLimit(-1); got != math.MaxInt64 {
+		t.Errorf("memory limit after reload = %d, want none", got)
+	}
+	if err := h.reload(func(c *configs.Config) { c.Runtime = configs.Runtime{GOGC: -1} }); err == nil {
+		t.Error("gogc -1 without memory_limit was accepted")
+	}
+}
+
+// TestRuntimeEnvironmentWins: GOGC and GOMEMLIMIT set in the environment
+// stay in force while the keys keep their defaults.
+func TestRuntimeEnvironmentWins(t *testing.T) {
+	t.Setenv("GOGC", "60")
+	t.Setenv("GOMEMLIMIT", "3GiB")
+	defer debug.SetGCPercent(debug.SetGCPercent(60))
+	defer debug.SetMemoryLimit(debug.SetMemoryLimit(3 << 30))
+	fields := applyRuntime(configs.Runtime{GOGC: 100})
+	if got := debug.SetGCPercent(60); got != 60 {
+		t.Errorf("GOGC = %d, want the environment's 60", got)
+	}
+	if got := debug.SetMemoryLimit(3 << 30); got != 3<<30 {
+		t.Errorf("memory limit = %d, want the environment's 3GiB", got)
+	}
+	if len(fields) != 2 {
+		t.Errorf("fields %v do not name both environment settings", fields)
+	}
+	applyRuntime(configs.Runtime{GOGC: 70})
+	if got := debug.SetGCPercent(60); got != 70 {
+		t.Errorf("GOGC = %d, want the key's 70 over the environment", got)
 	}
 }
