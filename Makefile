@@ -5,7 +5,7 @@ GO      ?= go
 PKGS    ?= ./...
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 
-.PHONY: all build test verify verify-long fuzz test-deps lint fmt clean bench bench-deps bench-go
+.PHONY: all build test verify verify-long fuzz test-deps lint fmt clean bench bench-deps bench-go pgo
 
 all: lint test
 
@@ -46,12 +46,25 @@ test-deps:
 
 # Whole-system benchmarks (test/bench): the gateway side by side with nginx,
 # HAProxy, Caddy and direct connections, on this machine; prints a Markdown
-# table of medians and ratios and writes every sample to bench-results.json.
-# Full run < 15 min; `make bench BENCH_FLAGS=-quick` takes about 3 min.
-# Installs wrk, h2load, nginx, haproxy and caddy when run as root.
+# table of medians and ratios, the scaling curves and every target met or
+# not; writes every sample to bench-results.json and the curves to
+# bench-scaling.svg. Full run < 20 min; `make bench BENCH_FLAGS=-quick`
+# takes about 5 min. Installs wrk, h2load, nginx, haproxy and caddy when run
+# as root.
 BENCH_FLAGS ?=
 bench: bench-deps
-	$(GO) run ./test/bench -json bench-results.json $(BENCH_FLAGS)
+	$(GO) run ./test/bench -json bench-results.json -svg bench-scaling.svg $(BENCH_FLAGS)
+
+# Refreshes cmd/gateway/default.pgo, the CPU profile `go build` optimises the
+# gateway with (profile-guided optimisation), from the gateway under the
+# bench's HTTP/1.1, HTTP/2, TDS latency, login and rowset loads. `make bench`
+# measures the gain beside a build without it (gateway-nopgo).
+PGO_PROFILES ?= .pgo-profiles
+pgo: bench-deps
+	rm -rf $(PGO_PROFILES)
+	$(GO) run ./test/bench -quick -rounds 1 -duration 10s -pgo-ab off -peers= -tests h1,h2,select1,logins,bulk -profile $(PGO_PROFILES)
+	$(GO) tool pprof -proto $(PGO_PROFILES)/*.pprof > cmd/gateway/default.pgo
+	rm -rf $(PGO_PROFILES)
 
 bench-deps:
 	@bash .ci/install-bench-deps
@@ -70,4 +83,4 @@ fmt:
 	gofmt -w $$(git ls-files '*.go')
 
 clean:
-	rm -rf bin demo-data bench-results.json
+	rm -rf bin demo-data bench-results.json bench-scaling.svg .pgo-profiles

@@ -155,8 +155,10 @@ func download(ctx context.Context, tlsCfg *tls.Config, url string, n int64, limi
 // request on each (so that each is a real keep-alive connection a browser
 // would leave open, not a half-finished handshake the server may time out)
 // and leaves them idle, then compares the server's RSS with the figure
-// before. It returns KiB per connection.
-func (b *bench) idleConns(ctx context.Context, s *server, tlsCfg *tls.Config, n int, settle time.Duration) (sample, error) {
+// before. It returns KiB per connection. With step, it opens them in three
+// steps (a quarter, half, all) and reports the RSS after each: the idle
+// scaling curve.
+func (b *bench) idleConns(ctx context.Context, s *server, tlsCfg *tls.Config, n int, settle time.Duration, step func(n int, rssMiB, perConnKiB float64)) (sample, error) {
 	// Warm up lazily-initialised state (upstream pool, TLS caches).
 	warm, err := openIdle(ctx, s.addr, tlsCfg, 20, 4)
 	closeAll(warm)
@@ -168,10 +170,24 @@ func (b *bench) idleConns(ctx context.Context, s *server, tlsCfg *tls.Config, n 
 	if err != nil {
 		return sample{}, err
 	}
-	conns, err := openIdle(ctx, s.addr, tlsCfg, n, 32)
-	defer closeAll(conns)
-	if err != nil {
-		return sample{}, fmt.Errorf("after %d connections: %w", len(conns), err)
+	var conns []*tls.Conn
+	defer func() { closeAll(conns) }()
+	steps := []int{n}
+	if step != nil {
+		steps = []int{n / 4, n / 2, n}
+	}
+	for _, target := range steps {
+		more, err := openIdle(ctx, s.addr, tlsCfg, target-len(conns), 32)
+		conns = append(conns, more...)
+		if err != nil {
+			return sample{}, fmt.Errorf("after %d connections: %w", len(conns), err)
+		}
+		if step != nil && target != n {
+			sleepCtx(ctx, settle)
+			if rss, err := treeRSS(s.proc.pid()); err == nil {
+				step(target, float64(rss)/(1<<20), float64(rss-before)/float64(target)/1024)
+			}
+		}
 	}
 	sleepCtx(ctx, settle)
 	after, err := treeRSS(s.proc.pid())
@@ -192,6 +208,9 @@ func (b *bench) idleConns(ctx context.Context, s *server, tlsCfg *tls.Config, n 
 		}
 	}
 	s2 := sample{value: float64(after-before) / float64(n) / 1024}
+	if step != nil {
+		step(n, float64(after)/(1<<20), s2.value)
+	}
 	s2.info = fmt.Sprintf("rss %d→%d MiB", before>>20, after>>20)
 	if want := min(len(conns), 200); alive < want {
 		s2.note += fmt.Sprintf("; only %d of %d sampled connections still open", alive, want)

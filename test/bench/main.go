@@ -41,9 +41,13 @@ type options struct {
 	keep          bool
 	profileDir    string
 	memRounds     int
+	svgOut        string
+	pgoAB         string
+	scaleConns    string
+	scaleSessions string
 }
 
-const allTests = "h1,h2,handshake,fullhandshake,download,idle,select1,logins,bulk,sessions"
+const allTests = "allocs,h1,h2,handshake,fullhandshake,download,idle,select1,logins,bulk,sessions,scale"
 
 func main() {
 	if role := os.Getenv(roleEnv); role != "" {
@@ -74,6 +78,10 @@ func main() {
 	fs.DurationVar(&o.maxTime, "max-time", 15*time.Minute, "bound on the whole run; what was measured by then is reported")
 	fs.BoolVar(&o.keep, "keep", false, "keep the work directory (configurations, certificate)")
 	fs.StringVar(&o.profileDir, "profile", "", "save CPU profiles of the gateway under load in this directory")
+	fs.StringVar(&o.svgOut, "svg", "", "draw the scaling curves (test scale) as SVG to this file")
+	fs.StringVar(&o.pgoAB, "pgo-ab", "auto", "also measure a build without profile-guided optimisation (gateway-nopgo) in h1, h2 and select1: on, off, or auto (on when cmd/gateway/default.pgo exists)")
+	fs.StringVar(&o.scaleConns, "scale-conns", "64,256,1024", "client connections of the HTTP scaling test")
+	fs.StringVar(&o.scaleSessions, "scale-sessions", "1,16,64", "concurrent sessions of the TDS scaling test")
 	_ = fs.Parse(os.Args[1:])
 	if o.quick {
 		set := map[string]bool{}
@@ -155,20 +163,35 @@ func run(ctx context.Context, o options, stdout io.Writer) error {
 	if b.self, err = os.Executable(); err != nil {
 		return err
 	}
-	if b.gateway = o.gateway; b.gateway == "" {
-		b.gateway = filepath.Join(dir, "gateway")
-		logf("building the gateway")
-		args := []string{"build", "-o", b.gateway}
+	root, err := moduleRoot()
+	if err != nil {
+		return err
+	}
+	build := func(out string, extra ...string) error {
+		args := append([]string{"build", "-o", out}, extra...)
 		if o.profileDir != "" {
 			args = append(args, "-tags", "benchpprof")
 		}
 		cmd := exec.CommandContext(ctx, "go", append(args, "./cmd/gateway")...)
-		cmd.Dir, err = moduleRoot()
-		if err != nil {
-			return err
-		}
+		cmd.Dir = root
 		if out, err := cmd.CombinedOutput(); err != nil {
 			return fmt.Errorf("building the gateway: %w\n%s", err, out)
+		}
+		return nil
+	}
+	if b.gateway = o.gateway; b.gateway == "" {
+		b.gateway = filepath.Join(dir, "gateway")
+		logf("building the gateway")
+		if err := build(b.gateway); err != nil {
+			return err
+		}
+	}
+	_, pgoErr := os.Stat(filepath.Join(root, "cmd", "gateway", "default.pgo"))
+	if o.pgoAB == "on" || (o.pgoAB == "auto" && pgoErr == nil && o.gateway == "") {
+		b.gatewayNoPGO = filepath.Join(dir, "gateway-nopgo")
+		logf("building the gateway without profile-guided optimisation")
+		if err := build(b.gatewayNoPGO, "-pgo=off"); err != nil {
+			return err
 		}
 	}
 	var peerNames []string
@@ -201,6 +224,8 @@ func run(ctx context.Context, o options, stdout io.Writer) error {
 	}
 	defer double.stop()
 	b.tds = facts["tds"]
+	// The processes whose memory the scaling test reads for "direct".
+	directPID := map[string]int{"http": backend.pid(), "tds": double.pid()}
 
 	tlsCfg, err := clientTLS(b.certs.root)
 	if err != nil {
@@ -209,22 +234,36 @@ func run(ctx context.Context, o options, stdout io.Writer) error {
 	r := newResults()
 	httpTargets := append(append([]string{"gateway"}, peerNames...), "direct")
 	sqlTargets := []string{"gateway", "direct"}
-	declareMetrics(r, tests, httpTargets, sqlTargets)
+	// The gateway's variants: GOGC 50 beside the default where memory and
+	// its CPU cost show, the build without PGO where the hot paths do.
+	variants := []string{gatewayGOGC50}
+	pgoTargets := func(ts []string) []string { return ts }
+	if b.gatewayNoPGO != "" {
+		variants = append(variants, gatewayNoPGO)
+		pgoTargets = func(ts []string) []string { return slices.Insert(slices.Clone(ts), 1, gatewayNoPGO) }
+	}
+	gogcTargets := func(ts []string) []string { return slices.Insert(slices.Clone(ts), 1, gatewayGOGC50) }
+	declareMetrics(r, tests, metricTargets{
+		h1: gogcTargets(pgoTargets(httpTargets)), h2: pgoTargets(httpTargets), http: httpTargets,
+		idle: gogcTargets(httpTargets), select1: pgoTargets(sqlTargets), sql: sqlTargets,
+	})
 
 	// The long-running fronts for the throughput tests.
 	servers := map[string]*server{"direct": {name: "direct", addr: b.direct}}
 	var tlsGroups map[string]string
-	var sqlAddr string
-	needHTTP := tests["h1"] || tests["h2"] || tests["handshake"] || tests["fullhandshake"] || tests["download"]
-	needSQL := tests["select1"] || tests["logins"] || tests["bulk"]
+	sqlAddrs := map[string]string{"direct": b.tds}
+	needHTTP := tests["h1"] || tests["h2"] || tests["handshake"] || tests["fullhandshake"] || tests["download"] || tests["scale"]
+	needSQL := tests["select1"] || tests["logins"] || tests["bulk"] || tests["scale"]
 	if needHTTP || needSQL {
-		gw, ready, err := b.startGateway(ctx, true, true)
-		if err != nil {
-			return err
+		for _, name := range append([]string{"gateway"}, variants...) {
+			gw, ready, err := b.startGatewayAs(ctx, name, true, true)
+			if err != nil {
+				return err
+			}
+			defer gw.stop()
+			servers[name] = &server{name: name, addr: ready["https_addr"], proc: gw}
+			sqlAddrs[name] = ready["sql_addr"]
 		}
-		defer gw.stop()
-		servers["gateway"] = &server{name: "gateway", addr: ready["https_addr"], proc: gw}
-		sqlAddr = ready["sql_addr"]
 	}
 	if needHTTP {
 		for _, p := range peerNames {
@@ -237,7 +276,7 @@ func run(ctx context.Context, o options, stdout io.Writer) error {
 		}
 		// Every front serves the same certificate and the same backend.
 		groups := map[string]string{}
-		for _, t := range httpTargets {
+		for _, t := range append(slices.Clone(httpTargets), variants...) {
 			if _, err := download(ctx, tlsCfg, servers[t].url("/big"), 1<<20, 30*time.Second); err != nil {
 				return fmt.Errorf("%s does not work: %w", t, err)
 			}
@@ -246,13 +285,13 @@ func run(ctx context.Context, o options, stdout io.Writer) error {
 		tlsGroups = groups
 		logf("TLS negotiated with a Go client: %v", groups)
 	}
-	sqlAddrs := map[string]string{"gateway": sqlAddr, "direct": b.tds}
 
 	facts2 := runFacts(o, b, peerNames)
 	if tlsGroups != nil {
 		facts2["tls_with_go_client"] = tlsGroups
 	}
-	logf("measuring: %d round(s), %s loads; targets %s", o.rounds, o.duration, strings.Join(httpTargets, ", "))
+	logf("measuring: %d round(s), %s loads; targets %s (and %s)", o.rounds, o.duration, strings.Join(httpTargets, ", "), strings.Join(variants, ", "))
+	var scale []scalePoint
 	for round := range o.rounds {
 		if ctx.Err() != nil {
 			break
@@ -262,8 +301,11 @@ func run(ctx context.Context, o options, stdout io.Writer) error {
 			return append(slices.Clone(ts[k:]), ts[:k]...)
 		}
 		measure := func(test, id string, targets []string, f func(t string) (sample, error)) {
-			if !tests[test] || ((test == "idle" || test == "sessions") && round >= o.memRounds) {
+			if !tests[test] || ((test == "idle" || test == "sessions") && round >= o.memRounds) || (test == "allocs" && round > 0) {
 				return
+			}
+			if targets == nil {
+				targets = r.targets[id]
 			}
 			for _, t := range rot(targets) {
 				if ctx.Err() != nil {
@@ -299,10 +341,10 @@ func run(ctx context.Context, o options, stdout io.Writer) error {
 			}
 			return s, err
 		}
-		measure("h1", "h1_keepalive", httpTargets, func(t string) (sample, error) {
+		measure("h1", "h1_keepalive", nil, func(t string) (sample, error) {
 			return upstreamConns(t, func() (sample, error) { return wrk(ctx, servers[t].url("/"), o.duration, o.conns) })
 		})
-		measure("h2", "h2", httpTargets, func(t string) (sample, error) {
+		measure("h2", "h2", nil, func(t string) (sample, error) {
 			return upstreamConns(t, func() (sample, error) { return h2load(ctx, servers[t].url("/"), o.duration, o.conns) })
 		})
 		measure("handshake", "h1_handshake", httpTargets, func(t string) (sample, error) {
@@ -322,15 +364,22 @@ func run(ctx context.Context, o options, stdout io.Writer) error {
 		measure("download", "download", httpTargets, func(t string) (sample, error) {
 			return download(ctx, tlsCfg, servers[t].url("/big"), o.downloadBytes, 5*time.Minute)
 		})
-		measure("idle", "idle_conn_mem", httpTargets, func(t string) (sample, error) {
+		measure("idle", "idle_conn_mem", nil, func(t string) (sample, error) {
 			s, err := b.startServer(ctx, t) // fresh process: no heap left over from the loads
 			if err != nil {
 				return sample{}, err
 			}
 			defer s.stop()
-			return b.idleConns(ctx, s, tlsCfg, o.idleConns, o.settle)
+			var step func(n int, rssMiB, perConnKiB float64)
+			if round == 0 && tests["scale"] {
+				// The first round's steps are the idle scaling curve.
+				step = func(n int, rssMiB, perConnKiB float64) {
+					scale = append(scale, scalePoint{Test: "scale_idle", Target: t, Load: n, RSSMiB: rssMiB, Rate: perConnKiB})
+				}
+			}
+			return b.idleConns(ctx, s, tlsCfg, o.idleConns, o.settle, step)
 		})
-		measure("select1", "select1_p50", sqlTargets, func(t string) (sample, error) {
+		measure("select1", "select1_p50", nil, func(t string) (sample, error) {
 			p50, p99, err := b.latency(ctx, sqlAddrs[t], o.queries)
 			if err == nil {
 				r.add("select1_p99", t, p99)
@@ -352,6 +401,12 @@ func run(ctx context.Context, o options, stdout io.Writer) error {
 		measure("sessions", "session_mem", []string{"gateway"}, func(string) (sample, error) {
 			return b.sessions(ctx, o.sessions, o.settle)
 		})
+		measure("allocs", "allocs", []string{"gateway"}, func(string) (sample, error) {
+			return proxiedAllocs(ctx)
+		})
+		if round == 0 && tests["scale"] && ctx.Err() == nil {
+			scale = append(scale, b.scaleRuns(ctx, o, servers, sqlAddrs, httpTargets, sqlTargets, directPID)...)
+		}
 	}
 	if ctx.Err() != nil {
 		logf("stopped early (%v): reporting what was measured", context.Cause(ctx))
@@ -360,14 +415,21 @@ func run(ctx context.Context, o options, stdout io.Writer) error {
 	header := fmt.Sprintf("Gateway benchmark, %s, %d round(s) of %s loads (medians; ratios are gateway ÷ target).\n"+
 		"Machine: %d CPUs shared by load generators, backends and the proxy under test; %s.\n",
 		time.Now().Format("2006-01-02"), o.rounds, o.duration, runtime.NumCPU(), facts2["versions"])
-	md := r.markdown(header)
+	md := r.markdown(header) + scaleMarkdown(scale) + r.targetsSummary()
 	fmt.Fprint(stdout, md)
+	if o.svgOut != "" && len(scale) > 0 {
+		if err := writeScaleSVG(o.svgOut, scale); err != nil {
+			return err
+		}
+		logf("wrote %s", o.svgOut)
+	}
 	if o.mdOut != "" {
 		if err := os.WriteFile(o.mdOut, []byte(md), 0o644); err != nil {
 			return err
 		}
 	}
 	if o.jsonOut != "" {
+		facts2["scaling"] = scale
 		if err := r.writeJSON(o.jsonOut, facts2); err != nil {
 			return err
 		}

@@ -111,6 +111,39 @@ func (r *results) goalsText(m metric) string {
 	return strings.Join(parts, "; ")
 }
 
+// targetsSummary lists every goal with its verdict, the lines `make bench`
+// ends with.
+func (r *results) targetsSummary() string {
+	var sb strings.Builder
+	met, total := 0, 0
+	for _, m := range r.metrics {
+		for _, g := range m.Goals {
+			text, ok, known := r.goalMet(m, g)
+			v := r.median(m.ID, "gateway")
+			if g.Peer != "" {
+				v = r.ratio(m.ID, g.Peer)
+			}
+			verdict := "not measured"
+			switch {
+			case known && ok:
+				verdict, met = "met", met+1
+			case known:
+				verdict = "NOT met"
+			}
+			total++
+			got := fmtValue(v) + " " + m.Unit
+			if g.Peer != "" {
+				got = fmtRatio(v)
+			}
+			fmt.Fprintf(&sb, "- %s: %s — %s (%s)\n", m.Title, text, verdict, got)
+		}
+	}
+	if total == 0 {
+		return ""
+	}
+	return fmt.Sprintf("\nTargets: %d of %d met\n\n", met, total) + sb.String()
+}
+
 func fmtValue(v float64) string {
 	switch {
 	case math.IsNaN(v):

@@ -19,14 +19,16 @@ type bench struct {
 	dir     string
 	certs   certFiles
 	gateway string // built binary
-	self    string // this program, for the backend roles
-	backend string // host:port of the clear-text HTTP backend
-	direct  string // host:port of the same backend over TLS
-	tds     string // host:port of the SQL Server double
-	maxFD   uint64
-	peers   map[string]string // peer name -> binary, for those installed
-	pprof   string            // the long-running gateway's pprof address, or ""
-	pprof2  string            // the fresh gateways' (memory tests), or ""
+	// gatewayNoPGO is the same source built with -pgo=off (-pgo-ab), or "".
+	gatewayNoPGO string
+	self         string // this program, for the backend roles
+	backend      string // host:port of the clear-text HTTP backend
+	direct       string // host:port of the same backend over TLS
+	tds          string // host:port of the SQL Server double
+	maxFD        uint64
+	peers        map[string]string // peer name -> binary, for those installed
+	pprof        string            // the long-running gateway's pprof address, or ""
+	pprof2       string            // the fresh gateways' (memory tests), or ""
 	// profileDir receives the profiles (-profile).
 	profileDir string
 }
@@ -57,8 +59,8 @@ func (b *bench) startRole(ctx context.Context, role string) (*child, map[string]
 // fresh backend, for memory measurements).
 func (b *bench) startServer(ctx context.Context, name string) (*server, error) {
 	switch name {
-	case "gateway":
-		c, facts, err := b.startGateway(ctx, true, false)
+	case "gateway", gatewayGOGC50, gatewayNoPGO:
+		c, facts, err := b.startGatewayAs(ctx, name, true, false)
 		if err != nil {
 			return nil, err
 		}
@@ -117,10 +119,35 @@ func (b *bench) startServer(ctx context.Context, name string) (*server, error) {
 	return &server{name: name, addr: addr, proc: c}, nil
 }
 
+// The gateway's variants, measured beside it where they show the effect of
+// a setting: the README's runtime recommendation for many idle
+// connections, and a build without profile-guided optimisation (-pgo-ab).
+const (
+	gatewayGOGC50 = "gateway-gogc50"
+	gatewayNoPGO  = "gateway-nopgo"
+)
+
+// startGatewayAs starts the gateway target named name (one of "gateway"
+// and its variants).
+func (b *bench) startGatewayAs(ctx context.Context, name string, withHTTP, withSQL bool) (*child, map[string]string, error) {
+	switch name {
+	case gatewayGOGC50:
+		return b.startGatewayWith(ctx, b.gateway, map[string]any{"gogc": 50}, withHTTP, withSQL)
+	case gatewayNoPGO:
+		return b.startGatewayWith(ctx, b.gatewayNoPGO, nil, withHTTP, withSQL)
+	}
+	return b.startGateway(ctx, withHTTP, withSQL)
+}
+
 // startGateway runs `gateway run` with the bench certificate as an operator
 // certificate (tls.issuer none, so it serves exactly what the peers serve),
 // an HTTPS front to the backend and/or a SQL listener to the double.
 func (b *bench) startGateway(ctx context.Context, withHTTP, withSQL bool) (*child, map[string]string, error) {
+	return b.startGatewayWith(ctx, b.gateway, nil, withHTTP, withSQL)
+}
+
+// startGatewayWith is startGateway with another binary and runtime keys.
+func (b *bench) startGatewayWith(ctx context.Context, bin string, runtime map[string]any, withHTTP, withSQL bool) (*child, map[string]string, error) {
 	dir, err := os.MkdirTemp(b.dir, "gateway-")
 	if err != nil {
 		return nil, nil, err
@@ -135,6 +162,9 @@ func (b *bench) startGateway(ctx context.Context, withHTTP, withSQL bool) (*chil
 			"certificates": []any{map[string]any{"cert_file": b.certs.cert, "key_file": b.certs.key}},
 		},
 		"http": map[string]any{"listen": "", "redirect_listen": ""},
+	}
+	if runtime != nil {
+		cfg["runtime"] = runtime
 	}
 	if withHTTP {
 		cfg["http"] = map[string]any{
@@ -169,7 +199,7 @@ func (b *bench) startGateway(ctx context.Context, withHTTP, withSQL bool) (*chil
 	default:
 		env = append(env, "GATEWAY_PPROF="+b.pprof2)
 	}
-	return startChild(ctx, "gateway", b.gateway, []string{"run", "--config", file}, env, dir, gatewayReady, readyTimeout)
+	return startChild(ctx, "gateway", bin, []string{"run", "--config", file}, env, dir, gatewayReady, readyTimeout)
 }
 
 // gatewayReady matches the gateway's "gateway ready" log line.
