@@ -84,6 +84,10 @@ const maxResponseHeaderBytes = 1 << 20
 // max1xxResponses bounds the interim responses before the final one.
 const max1xxResponses = 5
 
+// peekAfter is how long a connection must have been idle before it is
+// checked for an upstream close (h1alive_*.go) before use.
+const peekAfter = time.Second
+
 // errUnexpectedSwitch is a 101 answer to a request that asked no upgrade.
 var errUnexpectedSwitch = errors.New("upstream switched protocols without an upgrade request")
 
@@ -130,7 +134,9 @@ func (c *h1Client) get(ctx context.Context, fresh bool) (*h1Conn, bool, error) {
 			if pc == nil {
 				break
 			}
-			if pc.alive() {
+			// A connection used a moment ago is not peeked at: the upstream
+			// closing it just as it is taken is the race replays cover.
+			if time.Since(pc.idleSince) < peekAfter || pc.alive() {
 				return pc, true, nil
 			}
 			pc.close()

@@ -181,7 +181,8 @@ func TestH1ClientNeverReusesDirtyConnections(t *testing.T) {
 
 // TestH1ClientStaleConnection: the upstream closes a pooled connection
 // while it is idle (as IIS does after its connection timeout); the next
-// request, even one that may not be replayed, goes on a new connection.
+// request, even one that may not be replayed, goes on a new connection once
+// the connection has been idle for peekAfter.
 func TestH1ClientStaleConnection(t *testing.T) {
 	b := startRawBackend(t, func(n int, req *http.Request) rawReply {
 		// No Connection: close: the gateway pools the connection, then
@@ -191,11 +192,26 @@ func TestH1ClientStaleConnection(t *testing.T) {
 	p := startProxy(t, oneSite("http://"+b.addr))
 	get200(t, p, "/", "GET 1")
 	time.Sleep(50 * time.Millisecond) // the FIN reaches the gateway
+	ageIdle(p, peekAfter)
 	req, _ := http.NewRequest(http.MethodPost, p.base+"/", http.NoBody)
 	req.Host = "app.example.com"
 	resp, body := do(t, p.client, req)
 	if resp.StatusCode != http.StatusOK || body != "POST 2" {
 		t.Fatalf("POST after the upstream closed the idle connection: %d %q", resp.StatusCode, body)
+	}
+}
+
+// ageIdle makes the pooled upstream connections of p look idle for d longer.
+func ageIdle(p *testProxy, d time.Duration) {
+	for _, st := range p.srv.gen.Load().sites {
+		for _, u := range st.upstreams {
+			c := u.pool.fast
+			c.mu.Lock()
+			for _, pc := range c.idle {
+				pc.idleSince = pc.idleSince.Add(-d)
+			}
+			c.mu.Unlock()
+		}
 	}
 }
 
