@@ -19,6 +19,8 @@ import (
 	"testing"
 
 	"github.com/coder/websocket"
+
+	"github.com/gateway-project/gateway/internal/ntlmtest"
 )
 
 // iisDouble is an upstream that behaves like a classic ASP.NET application
@@ -223,9 +225,9 @@ func (d *iisDouble) secure(w http.ResponseWriter, r *http.Request) {
 		challenge("")
 		return
 	}
-	switch ntlmMessageType(msg) {
+	switch ntlmtest.MessageType(msg) {
 	case 1:
-		out, sc := ntlmChallenge("CORP", strings.ToUpper(d.name))
+		out, sc := ntlmtest.Challenge("CORP", strings.ToUpper(d.name))
 		c.challenge, c.asked = sc, true
 		challenge(base64.StdEncoding.EncodeToString(out))
 	case 3:
@@ -233,7 +235,8 @@ func (d *iisDouble) secure(w http.ResponseWriter, r *http.Request) {
 			challenge("") // a challenge from another connection means nothing here
 			return
 		}
-		user, err := ntlmVerify(msg, c.challenge, d.users)
+		a, err := ntlmtest.Verify(msg, c.challenge, d.users)
+		user := a.Name()
 		c.asked = false
 		if err != nil {
 			challenge("")

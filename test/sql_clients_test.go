@@ -163,12 +163,18 @@ func mssqlError(t *testing.T, err error) mssql.Error {
 // input. It returns the combined output and tsql's exit error.
 func runTSQL(t *testing.T, port int, conf, script string) (string, error) {
 	t.Helper()
+	return runTSQLAs(t, port, sqlUser, sqlPassword, conf, script)
+}
+
+// runTSQLAs is runTSQL logging in as user (DOMAIN\user: NTLM) with password.
+func runTSQLAs(t *testing.T, port int, user, password, conf, script string) (string, error) {
+	t.Helper()
 	tsql := needTSQL(t)
 	dir := t.TempDir()
 	confFile := writeFile(t, dir, "freetds.conf", []byte("[global]\n\ttds version = 7.4\n"+conf))
 	ctx, cancel := context.WithTimeout(sqlCtx(t), 90*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, tsql, "-H", sqlHost, "-p", strconv.Itoa(port), "-U", sqlUser, "-P", sqlPassword)
+	cmd := exec.CommandContext(ctx, tsql, "-H", sqlHost, "-p", strconv.Itoa(port), "-U", user, "-P", password)
 	cmd.Stdin = strings.NewReader(script)
 	// HOME keeps a developer's ~/.freetds.conf out; TDSVER stops tsql from
 	// retrying as TDS 5.0.

@@ -9,6 +9,7 @@ import (
 	"net"
 	"sync"
 	"testing"
+	"unicode/utf16"
 )
 
 // tap is a TCP relay that records both directions of every connection: put
@@ -298,7 +299,10 @@ type needle struct {
 // NVARCHAR values), and, for a password, in LOGIN7's obfuscated UTF-16LE
 // (each byte's nibbles swapped, then XOR 0xA5; MS-TDS 2.2.6.4).
 func needlesFor(what, s string, password bool) []needle {
-	u := utf16le(s)
+	var u []byte
+	for _, r := range utf16.Encode([]rune(s)) {
+		u = binary.LittleEndian.AppendUint16(u, r)
+	}
 	ns := []needle{{what + " (ASCII)", []byte(s)}, {what + " (UTF-16LE)", u}}
 	if password {
 		ob := make([]byte, len(u))

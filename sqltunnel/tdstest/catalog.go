@@ -132,7 +132,8 @@ func (ss *session) connectionRows(self bool) []map[string]any {
 		if err != nil {
 			host = r.Remote
 		}
-		rows = append(rows, connectionRow(ConnectionRow{SessionID: spid, Encrypted: r.Mode == ModeFull || r.Mode == ModeStrict, ClientNetAddress: host}))
+		rows = append(rows, connectionRow(ConnectionRow{SessionID: spid, Encrypted: r.Mode == ModeFull || r.Mode == ModeStrict,
+			ClientNetAddress: host, AuthScheme: r.AuthScheme}))
 	}
 	if !self {
 		for _, c := range ss.cfg.Connections {

@@ -87,6 +87,21 @@ type Config struct {
 	// Nil or empty: no login succeeds.
 	Users map[string]string
 
+	// NTLMUsers holds the Windows logins integrated authentication accepts,
+	// lower-case user name to password, verified as NTLMv2 for real (a
+	// CHALLENGE in an SSPI token, the client's AUTHENTICATE in an SSPI
+	// message). A wrong password or unknown user gets error 18456 "Login
+	// failed for user 'DOMAIN\user'.". Nil or empty: every integrated login
+	// gets error 18452, as from a server that trusts no domain.
+	NTLMUsers map[string]string
+	// NTLMDomain is the domain the challenge names; "" means "CORP".
+	NTLMDomain string
+	// ExtendedProtection is SQL Server's Extended Protection = Required: an
+	// NTLM login must carry a channel binding to this server's own TLS
+	// channel (tls-unique, or tls-server-end-point of its certificate), or
+	// it gets error 18452 — what a client whose TLS ends at a proxy gets.
+	ExtendedProtection bool
+
 	// Database is the default and only database; "" means "master".
 	// "master" is always accepted too. A login asking for another database
 	// gets error 4060 and 18456.

@@ -52,8 +52,9 @@
 //
 // What it does not do: it is not a database (no tables, no data, no
 // parameters beyond the statement text of sp_executesql), it does not
-// implement MARS, SSPI/Kerberos/NTLM, federated authentication or bulk
-// load, and it is not hardened for hostile networks: it listens on loopback
+// implement MARS, Kerberos or SPNEGO, federated authentication or bulk
+// load (NTLM it verifies: Config.NTLMUsers, Config.ExtendedProtection), and
+// it is not hardened for hostile networks: it listens on loopback
 // for tests. A Browser (NewBrowser) announces servers with a Config.Instance,
 // so that clients and the gateway can reach them as HOST\INSTANCE. It never panics on malformed input; such a connection
 // is closed and its record says why.

@@ -55,13 +55,22 @@ func (ss *session) login(conn net.Conn, payload []byte, packets int, inTLS bool)
 		r.LoginPackets = packets
 		r.TDSVersion = l.TDSVersion
 		r.User, r.Database, r.AppName, r.HostName = l.UserName, l.Database, l.AppName, l.HostName
+		r.AuthScheme = "SQL"
 		r.Library, r.ServerName, r.Language = l.Library, l.ServerName, l.Language
 		r.Features = l.Features
 		r.RequestedPacketSize = int(l.PacketSize)
 	})
 	ss.log.Debug("login7", zap.Stringer("login", l), zap.Bool("in_tls", inTLS))
 
-	db, refusal := ss.authenticate(l, payload)
+	var db string
+	var refusal []tds.ErrorInfo
+	if l.Auth() == tds.AuthIntegrated && len(ss.cfg.NTLMUsers) > 0 {
+		if db, refusal, err = ss.ntlmLogin(conn, payload); err != nil {
+			return err
+		}
+	} else {
+		db, refusal = ss.authenticate(l, payload)
+	}
 	if refusal != nil {
 		var rb tds.ReplyBuilder
 		rb.Version = ss.ver
@@ -103,12 +112,10 @@ func (ss *session) login(conn net.Conn, payload []byte, packets int, inTLS bool)
 // against Config.Database. It returns the database to use, or the ERROR
 // tokens SQL Server sends for the refusal.
 func (ss *session) authenticate(l *tds.Login7, payload []byte) (string, []tds.ErrorInfo) {
-	loginFailed := func(msg string, number int32) []tds.ErrorInfo {
-		return []tds.ErrorInfo{{Number: number, State: 1, Class: 14, Message: msg, ServerName: ss.cfg.serverName(), LineNumber: 1}}
-	}
+	loginFailed := ss.loginFailed
 	switch l.Auth() {
 	case tds.AuthIntegrated:
-		return "", loginFailed("Login failed. The login is from an untrusted domain and cannot be used with Integrated authentication.", 18452)
+		return "", loginFailed(msgUntrustedDomain, 18452)
 	case tds.AuthFedAuth, tds.AuthNone:
 		return "", loginFailed("Login failed for user ''.", 18456)
 	}
@@ -131,6 +138,14 @@ func (ss *session) authenticate(l *tds.Login7, payload []byte) (string, []tds.Er
 		return "", append([]tds.ErrorInfo{cannotOpen}, failed...)
 	}
 	return db, nil
+}
+
+// msgUntrustedDomain is SQL Server's text of error 18452.
+const msgUntrustedDomain = "Login failed. The login is from an untrusted domain and cannot be used with Integrated authentication."
+
+// loginFailed is the ERROR token of a refused login, as SQL Server sends it.
+func (ss *session) loginFailed(msg string, number int32) []tds.ErrorInfo {
+	return []tds.ErrorInfo{{Number: number, State: 1, Class: 14, Message: msg, ServerName: ss.cfg.serverName(), LineNumber: 1}}
 }
 
 // loginReply builds the reply to a successful login in the order SQL Server

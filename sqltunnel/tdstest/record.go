@@ -164,7 +164,11 @@ type SessionRecord struct {
 	TDSVersion tds.TDSVersion
 	// User, Database, AppName, HostName, Library, ServerName and Language
 	// are the LOGIN7 fields of the same names.
+	// User is DOMAIN\user after an NTLM login.
 	User, Database, AppName, HostName, Library, ServerName, Language string
+	// AuthScheme is how the login authenticated: "SQL", or "NTLM" for
+	// integrated authentication (Config.NTLMUsers).
+	AuthScheme string
 	// Features lists the LOGIN7 FeatureExt ids.
 	Features []tds.FeatureID
 	// RequestedPacketSize is the packet size in LOGIN7; PacketSize the one
