@@ -1,12 +1,16 @@
 package test
 
 import (
+	"context"
 	"crypto/tls"
+	"fmt"
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gateway-project/gateway/sqltunnel/tdstest"
+	"github.com/gateway-project/gateway/sqltunnel/tdstest/clients"
 )
 
 // The policy table of docs/architecture.md ("TDS encryption policy"), client
@@ -288,4 +292,58 @@ func TestSQLPytds(t *testing.T) {
 		})
 		env.backend.upstreamFull(t)
 	})
+}
+
+// TestSQLJTDS: jTDS 1.3 through the gateway with ssl=require (encrypted,
+// the certificate not checked) and ssl=authenticate (the chain verified
+// against a trust store holding only the gateway's root), running real
+// queries; with ssl=authenticate and another root trusted, jTDS refuses the
+// gateway and nothing reaches the upstream.
+func TestSQLJTDS(t *testing.T) {
+	t.Parallel()
+	_, _, err := clients.JTDSSetup()
+	requireClient(t, err, "the Debian packages default-jdk-headless and libjtds-java")
+	tests := []struct {
+		name, ssl string
+		trust     func(env *sqlEnv) string // the PEM root jTDS trusts; "" the JVM's default
+		ok        bool
+	}{
+		{"require", "require", func(*sqlEnv) string { return "" }, true},
+		{"authenticate", "authenticate", func(env *sqlEnv) string { return env.gw.rootFile }, true},
+		// The upstream's CA: a real root, just not the gateway's.
+		{"authenticate_untrusted", "authenticate", func(env *sqlEnv) string { return env.backend.caFile }, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			env := newSQLEnv(t, "required")
+			ctx, cancel := context.WithTimeout(sqlCtx(t), 90*time.Second)
+			defer cancel()
+			res, err := clients.JTDS{
+				URL:  fmt.Sprintf("jdbc:jtds:sqlserver://%s:%d/master;ssl=%s;loginTimeout=30", sqlHost, env.gw.port, tc.ssl),
+				User: sqlUser, Password: sqlPassword, Dir: t.TempDir(), TrustPEM: tc.trust(env),
+			}.Run(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !tc.ok {
+				if res.OK || res.Stage != "connect" {
+					t.Fatalf("jTDS trusting another root: ok %v stage %q (%s), want a refused connection", res.OK, res.Stage, res.Error)
+				}
+				env.backend.noUpstreamLogin(t)
+				return
+			}
+			if !res.OK {
+				t.Fatalf("jTDS ssl=%s: stage %s, %s %s", tc.ssl, res.Stage, res.Code, res.Error)
+			}
+			if res.Results.Select1 != 1 || !strings.Contains(res.Results.Version, "Microsoft SQL Server") || len(res.Results.NRows) != 2 {
+				t.Errorf("jTDS results %+v", res.Results)
+			}
+			e := env.gw.loginLine(t, map[string]string{"outcome": "ok", "library": "jTDS"})
+			assertEncryptedClientLeg(t, e, e.str("client_tls_version"))
+			if v := e.str("client_tls_version"); !strings.HasPrefix(v, "TLS 1.") {
+				t.Errorf("sql login: client_tls_version %q, want TLS", v)
+			}
+		})
+	}
 }

@@ -14,7 +14,8 @@ import (
 const JTDSJar = "/usr/share/java/jtds.jar"
 
 // JTDS is one run of jTDS 1.3.1 (testdata/jtds/Client.java, compiled with
-// javac into Dir): connect with URL, SELECT 1, close. Right after its login
+// javac into Dir): connect with URL, SELECT 1, SELECT @@VERSION and two
+// text rows, close. Right after its login
 // jTDS sends one batch of its own (SELECT @@MAX_PRECISION and SET
 // statements); a failure there is reported with Stage "connect" like a
 // failed login.
@@ -26,6 +27,10 @@ type JTDS struct {
 	Password string
 	// Dir receives the compiled client (a test's t.TempDir()).
 	Dir string
+	// TrustPEM, when set, is the only root the JVM trusts (a PKCS#12
+	// trust store built with keytool in Dir): what ssl=authenticate
+	// verifies the server's chain against.
+	TrustPEM string
 }
 
 // JTDSSetup returns the paths of java and javac, or a *MissingError naming
@@ -57,7 +62,21 @@ func (o JTDS) Run(ctx context.Context) (Result, error) {
 	if out, err := exec.CommandContext(ctx, javac, "-d", o.Dir, src).CombinedOutput(); err != nil {
 		return Result{}, fmt.Errorf("javac %s: %w\n%s", src, err, out)
 	}
-	cmd := exec.CommandContext(ctx, java, "-cp", o.Dir+string(os.PathListSeparator)+JTDSJar, "Client", o.URL, o.User)
+	args := []string{"-cp", o.Dir + string(os.PathListSeparator) + JTDSJar}
+	if o.TrustPEM != "" {
+		store := filepath.Join(o.Dir, "truststore.p12")
+		keytool, err := exec.LookPath("keytool")
+		if err != nil {
+			return Result{}, &MissingError{Err: err, Install: "the Debian package default-jdk-headless"}
+		}
+		if out, err := exec.CommandContext(ctx, keytool, "-importcert", "-noprompt", "-alias", "root", "-file", o.TrustPEM,
+			"-keystore", store, "-storetype", "PKCS12", "-storepass", "tdstest").CombinedOutput(); err != nil {
+			return Result{}, fmt.Errorf("keytool: %w\n%s", err, out)
+		}
+		args = append(args, "-Djavax.net.ssl.trustStore="+store, "-Djavax.net.ssl.trustStorePassword=tdstest",
+			"-Djavax.net.ssl.trustStoreType=PKCS12")
+	}
+	cmd := exec.CommandContext(ctx, java, append(args, "Client", o.URL, o.User)...)
 	cmd.Env = append(os.Environ(), "TDSTEST_PASSWORD="+o.Password)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
