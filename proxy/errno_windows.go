@@ -5,29 +5,23 @@ package proxy
 import (
 	"errors"
 	"syscall"
+
+	"golang.org/x/sys/windows"
 )
 
-// Winsock error codes. Package syscall names few of them, and its
-// ECONNREFUSED and the like are invented values that Winsock never returns
-// (they are checked too, for errors built by Go itself).
-// https://learn.microsoft.com/windows/win32/winsock/windows-sockets-error-codes-2
-const (
-	wsaeconnaborted syscall.Errno = 10053
-	wsaeconnreset   syscall.Errno = 10054
-	wsaenetunreach  syscall.Errno = 10051
-	wsaeconnrefused syscall.Errno = 10061
-	wsaehostunreach syscall.Errno = 10065
-)
+// Winsock returns its own error codes (golang.org/x/sys/windows names
+// them); package syscall's ECONNREFUSED and the like are invented values
+// Winsock never returns, checked too for errors built by Go itself.
 
 func isRefused(err error) bool {
-	return errors.Is(err, wsaeconnrefused) || errors.Is(err, syscall.ECONNREFUSED)
+	return errors.Is(err, windows.WSAECONNREFUSED) || errors.Is(err, syscall.ECONNREFUSED)
 }
 
 func isUnreachable(err error) bool {
-	return errors.Is(err, wsaehostunreach) || errors.Is(err, wsaenetunreach) ||
+	return errors.Is(err, windows.WSAEHOSTUNREACH) || errors.Is(err, windows.WSAENETUNREACH) ||
 		errors.Is(err, syscall.EHOSTUNREACH) || errors.Is(err, syscall.ENETUNREACH)
 }
 
 func isReset(err error) bool {
-	return errors.Is(err, wsaeconnreset) || errors.Is(err, wsaeconnaborted) || errors.Is(err, syscall.ECONNRESET)
+	return errors.Is(err, windows.WSAECONNRESET) || errors.Is(err, windows.WSAECONNABORTED) || errors.Is(err, syscall.ECONNRESET)
 }

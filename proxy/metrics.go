@@ -9,6 +9,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/gateway-project/gateway/internal/metricset"
+
 	"github.com/gateway-project/gateway/tlsmgr"
 )
 
@@ -56,6 +58,8 @@ type Metrics struct {
 	connsActive *prometheus.Desc
 	upHealthy   *prometheus.Desc
 	upInFlight  *prometheus.Desc
+
+	set metricset.Set // the parts above, listed once
 
 	mu      sync.Mutex
 	servers map[*Server]struct{}
@@ -133,6 +137,10 @@ func classIndex(status int) int {
 // NewMetrics creates the collector; nothing is registered anywhere.
 func NewMetrics() *Metrics {
 	m := newMetrics()
+	m.set = metricset.Set{
+		Parts: []prometheus.Collector{m.requests, m.requestsTLS, m.duration, m.bytes, m.connsTotal, m.upErrors, m.handshakes},
+		Descs: []*prometheus.Desc{m.inFlight, m.connsActive, m.upHealthy, m.upInFlight},
+	}
 	m.tls12 = m.requestsTLS.WithLabelValues(tlsmgr.HandshakeVersion(tls.VersionTLS12))
 	m.tls13 = m.requestsTLS.WithLabelValues(tlsmgr.HandshakeVersion(tls.VersionTLS13))
 	return m
@@ -179,29 +187,11 @@ func newMetrics() *Metrics {
 }
 
 // Describe implements prometheus.Collector.
-func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
-	m.requests.Describe(ch)
-	m.requestsTLS.Describe(ch)
-	m.duration.Describe(ch)
-	m.bytes.Describe(ch)
-	m.connsTotal.Describe(ch)
-	m.upErrors.Describe(ch)
-	m.handshakes.Describe(ch)
-	ch <- m.inFlight
-	ch <- m.connsActive
-	ch <- m.upHealthy
-	ch <- m.upInFlight
-}
+func (m *Metrics) Describe(ch chan<- *prometheus.Desc) { m.set.Describe(ch) }
 
 // Collect implements prometheus.Collector.
 func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
-	m.requests.Collect(ch)
-	m.requestsTLS.Collect(ch)
-	m.duration.Collect(ch)
-	m.bytes.Collect(ch)
-	m.connsTotal.Collect(ch)
-	m.upErrors.Collect(ch)
-	m.handshakes.Collect(ch)
+	m.set.Collect(ch)
 	var inFlight, conns int64
 	type key struct{ site, upstream string }
 	healthy := map[key]float64{}

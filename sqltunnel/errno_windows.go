@@ -5,17 +5,13 @@ package sqltunnel
 import (
 	"errors"
 	"syscall"
+
+	"golang.org/x/sys/windows"
 )
 
-// Winsock error codes: package syscall's ECONNRESET and friends are invented
-// values Winsock never returns (they are checked too, for errors built by Go).
-// https://learn.microsoft.com/windows/win32/winsock/windows-sockets-error-codes-2
-const (
-	wsaeconnaborted syscall.Errno = 10053
-	wsaeconnreset   syscall.Errno = 10054
-)
-
-// isReset reports a connection the peer reset or aborted.
+// isReset reports a connection the peer reset or aborted: Winsock's own
+// codes (golang.org/x/sys/windows), and package syscall's ECONNRESET, an
+// invented value Winsock never returns, for errors built by Go itself.
 func isReset(err error) bool {
-	return errors.Is(err, wsaeconnreset) || errors.Is(err, wsaeconnaborted) || errors.Is(err, syscall.ECONNRESET)
+	return errors.Is(err, windows.WSAECONNRESET) || errors.Is(err, windows.WSAECONNABORTED) || errors.Is(err, syscall.ECONNRESET)
 }

@@ -7,6 +7,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/gateway-project/gateway/internal/metricset"
+
 	"github.com/gateway-project/gateway/tlsmgr"
 )
 
@@ -43,6 +45,8 @@ import (
 // Create it with NewMetrics and register it in the process's registry; no
 // global registry is used. A nil *Metrics records nothing.
 type Metrics struct {
+	set metricset.Set // the parts below, listed once
+
 	connections *prometheus.CounterVec
 	logins      *prometheus.CounterVec
 	loginsTLS   *prometheus.CounterVec
@@ -58,7 +62,7 @@ type Metrics struct {
 
 // NewMetrics creates the collector; nothing is registered anywhere.
 func NewMetrics() *Metrics {
-	return &Metrics{
+	m := &Metrics{
 		connections: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gateway_tds_connections_total",
 			Help: "TDS client connections, counted when they end, by listener, dialect, client encryption as sent, negotiated encryption and outcome.",
@@ -86,30 +90,18 @@ func NewMetrics() *Metrics {
 			"1 unless the last connection attempt to the listener's SQL Server failed (passive check).", []string{"listener"}, nil),
 		listeners: map[*Listener]struct{}{},
 	}
+	m.set = metricset.Set{Parts: []prometheus.Collector{m.connections, m.logins, m.loginsTLS, m.refusals, m.bytes, m.handshakes}, Descs: []*prometheus.Desc{m.active, m.upstreamUp}}
+	return m
 }
 
 // Describe implements prometheus.Collector.
-func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
-	m.connections.Describe(ch)
-	m.logins.Describe(ch)
-	m.loginsTLS.Describe(ch)
-	m.refusals.Describe(ch)
-	m.bytes.Describe(ch)
-	m.handshakes.Describe(ch)
-	ch <- m.active
-	ch <- m.upstreamUp
-}
+func (m *Metrics) Describe(ch chan<- *prometheus.Desc) { m.set.Describe(ch) }
 
 // Collect implements prometheus.Collector. A listener replaced by a reload
 // keeps its open sessions, under the same name as its replacement: their
 // connections are added together, and the upstream state is the new one's.
 func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
-	m.connections.Collect(ch)
-	m.logins.Collect(ch)
-	m.loginsTLS.Collect(ch)
-	m.refusals.Collect(ch)
-	m.bytes.Collect(ch)
-	m.handshakes.Collect(ch)
+	m.set.Collect(ch)
 	active := map[string]int64{}
 	up := map[string]float64{}
 	m.mu.Lock()

@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/gateway-project/gateway/internal/metricset"
 )
 
 // Operation and result labels of gateway_certificate_operations_total, also
@@ -32,6 +34,8 @@ const (
 // it to New with WithMetrics; it reports on the Manager it was given to.
 // A nil *Metrics records nothing.
 type Metrics struct {
+	set metricset.Set // the parts below, listed once
+
 	operations *prometheus.CounterVec
 	expiry     *prometheus.Desc
 	notAfter   *prometheus.Desc
@@ -40,7 +44,7 @@ type Metrics struct {
 
 // NewMetrics creates the collector; nothing is registered anywhere.
 func NewMetrics() *Metrics {
-	return &Metrics{
+	mt := &Metrics{
 		operations: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gateway_certificate_operations_total",
 			Help: "Certificate obtain and renew operations (certmagic events) and operator certificate reloads, by issuer, operation and result.",
@@ -52,18 +56,16 @@ func NewMetrics() *Metrics {
 			"Expiry (not_after) of the certificate served for a name, as a Unix timestamp.",
 			[]string{"name", "issuer"}, nil),
 	}
+	mt.set = metricset.Set{Parts: []prometheus.Collector{mt.operations}, Descs: []*prometheus.Desc{mt.expiry, mt.notAfter}}
+	return mt
 }
 
 // Describe implements prometheus.Collector.
-func (mt *Metrics) Describe(ch chan<- *prometheus.Desc) {
-	mt.operations.Describe(ch)
-	ch <- mt.expiry
-	ch <- mt.notAfter
-}
+func (mt *Metrics) Describe(ch chan<- *prometheus.Desc) { mt.set.Describe(ch) }
 
 // Collect implements prometheus.Collector.
 func (mt *Metrics) Collect(ch chan<- prometheus.Metric) {
-	mt.operations.Collect(ch)
+	mt.set.Collect(ch)
 	m := mt.mgr.Load()
 	if m == nil {
 		return

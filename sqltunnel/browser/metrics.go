@@ -1,6 +1,10 @@
 package browser
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/gateway-project/gateway/internal/metricset"
+)
 
 // Results of a request, the result label of
 // gateway_sql_browser_requests_total.
@@ -29,6 +33,8 @@ const (
 // global registry is used. One Metrics can outlive a Responder replaced by a
 // reload (WithMetrics). A nil *Metrics records nothing.
 type Metrics struct {
+	set metricset.Set // the parts below, listed once
+
 	requests   *prometheus.CounterVec
 	replyBytes prometheus.Counter
 	sources    prometheus.Gauge
@@ -36,7 +42,7 @@ type Metrics struct {
 
 // NewMetrics creates the collector; nothing is registered anywhere.
 func NewMetrics() *Metrics {
-	return &Metrics{
+	m := &Metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gateway_sql_browser_requests_total",
 			Help: "SQL Server Browser (MC-SQLR) requests by type and result (answered, unknown_instance, dac_ignored, rate_limited, malformed, send_failed).",
@@ -50,20 +56,16 @@ func NewMetrics() *Metrics {
 			Help: "Source addresses the SQL Server Browser rate limiter tracks now.",
 		}),
 	}
+	m.set = metricset.Set{Parts: []prometheus.Collector{m.requests, m.replyBytes, m.sources}}
+	return m
 }
 
 // Describe implements prometheus.Collector.
-func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
-	m.requests.Describe(ch)
-	m.replyBytes.Describe(ch)
-	m.sources.Describe(ch)
-}
+func (m *Metrics) Describe(ch chan<- *prometheus.Desc) { m.set.Describe(ch) }
 
 // Collect implements prometheus.Collector.
 func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
-	m.requests.Collect(ch)
-	m.replyBytes.Collect(ch)
-	m.sources.Collect(ch)
+	m.set.Collect(ch)
 }
 
 func (m *Metrics) request(typ MessageType, result string) {

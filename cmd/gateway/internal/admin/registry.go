@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/gateway-project/gateway/internal/metricset"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 )
 
@@ -19,6 +21,7 @@ import (
 //
 // Its counters are set through ReloadSucceeded and ReloadFailed.
 type Process struct {
+	set        metricset.Set // the parts below, listed once
 	buildInfo  prometheus.Gauge
 	reloads    *prometheus.CounterVec
 	lastOK     prometheus.Gauge
@@ -50,6 +53,7 @@ func NewProcess(version, commit string, started time.Time) *Process {
 		}),
 		ready: prometheus.NewDesc("gateway_ready", "1 when the gateway is ready to take traffic (/readyz answers 200).", nil, nil),
 	}
+	p.set = metricset.Set{Parts: []prometheus.Collector{p.buildInfo, p.reloads, p.lastOK, p.lastResult}, Descs: []*prometheus.Desc{p.ready}}
 	p.buildInfo.Set(1)
 	p.lastOK.Set(float64(started.Unix()))
 	p.lastResult.Set(1)
@@ -75,20 +79,11 @@ func (p *Process) ReloadFailed() {
 }
 
 // Describe implements prometheus.Collector.
-func (p *Process) Describe(ch chan<- *prometheus.Desc) {
-	p.buildInfo.Describe(ch)
-	p.reloads.Describe(ch)
-	p.lastOK.Describe(ch)
-	p.lastResult.Describe(ch)
-	ch <- p.ready
-}
+func (p *Process) Describe(ch chan<- *prometheus.Desc) { p.set.Describe(ch) }
 
 // Collect implements prometheus.Collector.
 func (p *Process) Collect(ch chan<- prometheus.Metric) {
-	p.buildInfo.Collect(ch)
-	p.reloads.Collect(ch)
-	p.lastOK.Collect(ch)
-	p.lastResult.Collect(ch)
+	p.set.Collect(ch)
 	v := 1.0
 	if fn := p.readyFn.Load(); fn != nil && len((*fn)()) > 0 {
 		v = 0
