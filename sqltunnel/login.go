@@ -42,6 +42,16 @@ func (c *clientLogin) clear() {
 	}
 }
 
+// done wipes the message and lets go of the client reader once the login
+// exchange is over: its 32 KiB packet buffer would otherwise stay with the
+// session for its life. It may be called on nil.
+func (c *clientLogin) done() {
+	if c != nil {
+		c.clear()
+		c.reader = nil
+	}
+}
+
 // readLogin7 reads the client's LOGIN7 under the login deadline. Once it
 // has arrived, the session owes an audit line: errors after that are
 // refusals (malformedLogin), before it *ended.

@@ -200,7 +200,7 @@ func (s *session) run(ctx context.Context) outcome {
 			reply, err = s.loginExchange(client, up, login)
 		}
 	}
-	login.clear()
+	login.done()
 	if err != nil {
 		return s.fail(client, err)
 	}
