@@ -7,4 +7,8 @@ package proxy
 // connection when it is replayable.
 func (pc *h1Conn) alive() bool { return true }
 
-func (pc *h1Conn) peek(uintptr) bool { return true }
+// peek has nothing to look at here; it answers as alive does.
+func (pc *h1Conn) peek(uintptr) bool {
+	pc.peekOK = true
+	return true
+}

@@ -38,12 +38,6 @@ func (rs *requestState) Value(key any) any {
 	return rs.Context.Value(key)
 }
 
-// withState is a context carrying rs, for the parts tested alone.
-func withState(ctx context.Context, rs *requestState) context.Context {
-	rs.Context = ctx
-	return rs
-}
-
 func stateFrom(ctx context.Context) *requestState {
 	rs, _ := ctx.Value(stateKey{}).(*requestState)
 	return rs

@@ -12,11 +12,6 @@ import (
 
 type notifierKey struct{}
 
-// withNotifier makes the gateway started under ctx report to n.
-func withNotifier(ctx context.Context, n lifecycle.Notifier) context.Context {
-	return context.WithValue(ctx, notifierKey{}, n)
-}
-
 // notifierFrom is the notifier set on ctx, or nil (systemd's).
 func notifierFrom(ctx context.Context) lifecycle.Notifier {
 	n, _ := ctx.Value(notifierKey{}).(lifecycle.Notifier)
@@ -24,12 +19,6 @@ func notifierFrom(ctx context.Context) lifecycle.Notifier {
 }
 
 type reloadKey struct{}
-
-// withReloadRequests makes a gateway started under ctx also reload when ch
-// receives (the Windows service manager's "paramchange").
-func withReloadRequests(ctx context.Context, ch <-chan struct{}) context.Context {
-	return context.WithValue(ctx, reloadKey{}, ch)
-}
 
 func reloadRequestsFrom(ctx context.Context) <-chan struct{} {
 	ch, _ := ctx.Value(reloadKey{}).(<-chan struct{})

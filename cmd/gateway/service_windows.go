@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/windows/svc/eventlog"
 	"golang.org/x/sys/windows/svc/mgr"
 
+	"github.com/gateway-project/gateway/cmd/gateway/internal/lifecycle"
 	"github.com/gateway-project/gateway/configs"
 )
 
@@ -262,4 +263,15 @@ func waitState(s *mgr.Service, want svc.State, timeout time.Duration) error {
 		}
 		time.Sleep(300 * time.Millisecond) // polling the service manager, which has no notification here
 	}
+}
+
+// withNotifier makes the gateway started under ctx report to n.
+func withNotifier(ctx context.Context, n lifecycle.Notifier) context.Context {
+	return context.WithValue(ctx, notifierKey{}, n)
+}
+
+// withReloadRequests makes a gateway started under ctx also reload when ch
+// receives (the Windows service manager's "paramchange").
+func withReloadRequests(ctx context.Context, ch <-chan struct{}) context.Context {
+	return context.WithValue(ctx, reloadKey{}, ch)
 }

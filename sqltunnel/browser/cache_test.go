@@ -50,8 +50,8 @@ func TestCacheTTLAndInvalidate(t *testing.T) {
 		}
 		return p
 	}
-	if lookup() != 50001 || lookup() != 50001 {
-		t.Fatal("wrong port")
+	if first, second := lookup(), lookup(); first != 50001 || second != 50001 {
+		t.Fatalf("ports %d then %d, want 50001 twice", first, second)
 	}
 	// Host and instance names are case-insensitive.
 	if p, _ := c.LookupPort(ctx, "db01", "SQLEXPRESS"); p != 50001 || f.calls.Load() != 1 {

@@ -47,6 +47,3 @@ func payloadOf(tb testing.TB, pkt []byte) (Header, []byte) {
 	}
 	return h, pkt[HeaderLen:]
 }
-
-// utf16le encodes ASCII s as UCS-2LE.
-func utf16le(s string) []byte { return appendUCS2(nil, s) }

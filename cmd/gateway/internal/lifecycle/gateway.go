@@ -349,14 +349,6 @@ func (g *Gateway) serveAdmin(a *admin.Server) {
 	}()
 }
 
-// httpsAddr is the bound HTTPS address, or nil when the front is disabled.
-func (g *Gateway) httpsAddr() net.Addr {
-	if g.https == nil {
-		return nil
-	}
-	return g.https.HTTPSAddr()
-}
-
 // Wait blocks until the context Start was given ends or a part fails, then
 // drains.
 func (g *Gateway) Wait() error {

@@ -100,16 +100,6 @@ func (h *harness) reload(mutate func(*configs.Config)) error {
 	return h.g.Reload()
 }
 
-// listener is the running SQL listener named name, or nil.
-func (h *harness) listener(name string) *sqltunnel.Listener {
-	for _, l := range h.g.sql {
-		if l.Name() == name {
-			return l
-		}
-	}
-	return nil
-}
-
 // freeAddr is a loopback address nothing listens on (as of now).
 func freeAddr(t *testing.T) string {
 	t.Helper()
