@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/gateway-project/gateway/configs"
+	"github.com/gateway-project/gateway/internal/testkit"
 )
 
 // TestAccessLog checks the access line of each request: logger "access",
@@ -102,7 +103,7 @@ func TestMetricsCounted(t *testing.T) {
 	if got := testutil.ToFloat64(m.requests.WithLabelValues("app.example.com", "GET", "2xx")); got != 3 {
 		t.Errorf("requests{2xx} = %v, want 3", got)
 	}
-	waitFor(t, "the handshakes counted", func() bool {
+	testkit.EventuallyTrue(t, "the handshakes counted", func() bool {
 		return testutil.ToFloat64(m.handshakes.WithLabelValues("https", "1.3", "ok")) >= 1 &&
 			testutil.ToFloat64(m.handshakes.WithLabelValues("https", "none", "not_tls")) == 1
 	})
@@ -134,17 +135,5 @@ func TestLabels(t *testing.T) {
 		if got := codeClass(s); got != want {
 			t.Errorf("codeClass(%d) = %q, want %q", s, got, want)
 		}
-	}
-}
-
-// waitFor polls cond (a counter another goroutine updates) for up to 10 s.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		<-time.After(5 * time.Millisecond)
 	}
 }

@@ -15,6 +15,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/gateway-project/gateway/internal/testkit"
 )
 
 // rawBackend is an upstream that answers each request with the raw bytes
@@ -317,7 +319,7 @@ func TestH1ClientCancel(t *testing.T) {
 	}
 	// The upstream answers after 3 s; the request must end well before.
 	start := time.Now()
-	waitFor(t, "the slow request to end", func() bool { return p.srv.InFlight() == 0 })
+	testkit.EventuallyTrue(t, "the slow request to end", func() bool { return p.srv.InFlight() == 0 })
 	if d := time.Since(start); d > 2*time.Second {
 		t.Errorf("the slow request ended %v after the client left, want at once", d)
 	}
@@ -333,7 +335,7 @@ func TestH1ClientCancel(t *testing.T) {
 	}
 	resp.Body.Close()
 	p.client.CloseIdleConnections()
-	waitFor(t, "the gateway to close the half-read body's upstream connection", func() bool {
+	testkit.EventuallyTrue(t, "the gateway to close the half-read body's upstream connection", func() bool {
 		return b.closed.Load() >= 2
 	})
 }
@@ -356,7 +358,7 @@ func TestH1ClientIdleExpiry(t *testing.T) {
 	if n := b.accepted.Load(); n != 2 {
 		t.Errorf("%d upstream connections, want 2 (the idle one expired)", n)
 	}
-	waitFor(t, "the expired connection to be closed", func() bool { return b.closed.Load() >= 1 })
+	testkit.EventuallyTrue(t, "the expired connection to be closed", func() bool { return b.closed.Load() >= 1 })
 }
 
 // TestH1Eligible: only requests without a body or an upgrade take the

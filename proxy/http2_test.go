@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/gateway-project/gateway/configs"
+	"github.com/gateway-project/gateway/internal/testkit"
 )
 
 // alpn opens a TLS connection to addr for serverName offering h2 and
@@ -323,7 +324,7 @@ func TestHTTP2ProbeAfterReload(t *testing.T) {
 		t.Errorf("new.example.com: first handshake chose %q, want http/1.1", got)
 	}
 	// The kept site's handshakes do not wait for its new probe.
-	waitFor(t, "the kept site's second probe", func() bool { return p.logs.FilterMessage("http2 probe").Len() == 3 })
+	testkit.EventuallyTrue(t, "the kept site's second probe", func() bool { return p.logs.FilterMessage("http2 probe").Len() == 3 })
 	if got := alpn(t, addr, "app.example.com"); got != "http/1.1" {
 		t.Errorf("app.example.com: %q after the reload's probe met a challenge, want http/1.1", got)
 	}

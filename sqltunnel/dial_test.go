@@ -12,6 +12,7 @@ import (
 
 	"go.uber.org/zap/zaptest"
 
+	"github.com/gateway-project/gateway/internal/testkit"
 	"github.com/gateway-project/gateway/sqltunnel/browser"
 	"github.com/gateway-project/gateway/sqltunnel/tdstest"
 )
@@ -83,7 +84,7 @@ func TestUpstreamSeveralAddresses(t *testing.T) {
 			t.Fatal(err)
 		}
 		g.logs.waitMsg(t, "sql login", map[string]any{"outcome": "ok"})
-		waitFor(t, "the black-holed dials to be cancelled", func() bool {
+		testkit.EventuallyTrue(t, "the black-holed dials to be cancelled", func() bool {
 			n, _ := d.stats()
 			return n == 2
 		})
@@ -172,18 +173,6 @@ func TestUpstreamNamedInstance(t *testing.T) {
 			t.Fatalf("error %d %q, want %d naming the instance", me.Number, me.Message, ErrorNumberUpstreamUnreachable)
 		}
 	})
-}
-
-// waitFor polls cond until it holds or waitLimit passes.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(waitLimit)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }
 
 // TestUpstreamNamedInstanceBrowser: with no InstanceResolver given, an

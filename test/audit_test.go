@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gateway-project/gateway/internal/testkit"
 	"github.com/gateway-project/gateway/sqltunnel/tdstest"
 )
 
@@ -171,7 +172,7 @@ func TestAuditFindings(t *testing.T) {
 	certFile, keyFile := writeFile(t, dir, "sql.crt", certPEM), writeFile(t, dir, "sql.key", keyPEM)
 
 	cfg := newSQLConfig(t, "required", b.srv.Addr(), "")
-	cfg.Admin = gwAdmin{Listen: "127.0.0.1:" + strconv.Itoa(freePort(t))}
+	cfg.Admin = gwAdmin{Listen: "127.0.0.1:" + strconv.Itoa(testkit.MustFreePort(t))}
 	cfg.TLS = gwTLS{Issuer: "none", Certificates: []gwCert{{CertFile: certFile, KeyFile: keyFile}}}
 	cfg.SQL[0].Upstream.CAFile = ""
 	cfg.SQL[0].Upstream.InsecureSkipVerify = true
@@ -180,7 +181,7 @@ func TestAuditFindings(t *testing.T) {
 	gw := startProc(t, procSpec{name: "gateway", bin: gatewayBin, args: []string{"run", "--config", file}})
 	gw.waitLog(t, 60*time.Second, `"gateway ready"`, msgIs("gateway ready"))
 
-	res, r, _ := runAudit(t, file, []string{"GATEWAY_AUDIT_TEST_PW=Aud1t-Pw!x"}, "--trust", writeFile(t, dir, "ca.pem", ca.pem))
+	res, r, _ := runAudit(t, file, []string{"GATEWAY_AUDIT_TEST_PW=Aud1t-Pw!x"}, "--trust", writeFile(t, dir, "ca.PEM", ca.PEM))
 	if res.code != 3 || r.Verdict != "fail" {
 		t.Fatalf("exit %d verdict %s, want 3 and fail\n%s", res.code, r.Verdict, res.stdout)
 	}
@@ -258,13 +259,13 @@ func TestStatusPageUnderLoad(t *testing.T) {
 		return n, len(body)
 	}
 	var first int
-	eventually(t, 60*time.Second, "logins in the chart", func() error {
+	testkit.Eventually(t, 60*time.Second, "logins in the chart", func() error {
 		if first, _ = read(); first == 0 {
 			return fmt.Errorf("no login shown yet")
 		}
 		return nil
 	})
-	eventually(t, 60*time.Second, "the chart to move", func() error {
+	testkit.Eventually(t, 60*time.Second, "the chart to move", func() error {
 		if n, _ := read(); n <= first {
 			return fmt.Errorf("still %d logins shown", n)
 		}

@@ -45,19 +45,6 @@ func newEchoBackend(t *testing.T, extra map[string]http.HandlerFunc) *httptest.S
 	return srv
 }
 
-// freePort returns a TCP port on 127.0.0.1 that was free a moment ago, for
-// the few programs that must know a port before they start (pebble is told
-// the gateway's ports in its configuration).
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
 // closedPortAddr is a 127.0.0.1 address nothing listens on.
 func closedPortAddr(t *testing.T) string {
 	t.Helper()

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/gateway-project/gateway/configs"
+	"github.com/gateway-project/gateway/internal/testkit"
 )
 
 // TestCheckExamples runs `gateway check` on every shipped example: each must
@@ -34,7 +35,7 @@ func TestCheckExamples(t *testing.T) {
 			if filepath.Base(file) == "cluster.yaml" {
 				// Its Redis is asked whether it answers: point it at a
 				// closed loopback port instead of the example's host.
-				env = []string{"GATEWAY_STORAGE=redis://127.0.0.1:" + strconv.Itoa(freePort(t)) + "/0"}
+				env = []string{"GATEWAY_STORAGE=redis://127.0.0.1:" + strconv.Itoa(testkit.MustFreePort(t)) + "/0"}
 			}
 			res := runCLI(t, env, "check", "--config", file)
 			if res.code != 0 {

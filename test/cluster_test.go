@@ -18,6 +18,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/gateway-project/gateway/internal/testkit"
 )
 
 // Several gateways sharing one Redis (Debian's redis-server, started here
@@ -40,7 +42,7 @@ func startRedisProc(t *testing.T, port int, dir string) *redisProc {
 		"--save", "", "--appendonly", "yes", "--appendfsync", "always",
 	}})
 	r := &redisProc{proc: p, port: port, dir: dir}
-	eventually(t, 20*time.Second, "redis-server answering", func() error {
+	testkit.Eventually(t, 20*time.Second, "redis-server answering", func() error {
 		out, err := r.cli(t, "PING")
 		if err != nil || strings.TrimSpace(out) != "PONG" {
 			return fmt.Errorf("PING: %q %v", out, err)
@@ -52,7 +54,7 @@ func startRedisProc(t *testing.T, port int, dir string) *redisProc {
 
 func startRedis(t *testing.T) *redisProc {
 	t.Helper()
-	return startRedisProc(t, freePort(t), t.TempDir())
+	return startRedisProc(t, testkit.MustFreePort(t), t.TempDir())
 }
 
 // cli runs redis-cli against r.
@@ -99,7 +101,7 @@ func clusterConfig(t *testing.T, r *redisProc, upstream string, hosts ...string)
 	cfg := newConfig(t, upstream, hosts...)
 	cfg.Storage = fmt.Sprintf("redis://127.0.0.1:%d/0", r.port)
 	cfg.StorageRedis = &gwStorageRedis{EncryptionKeyEnv: clusterKeyEnv, Prefix: "gwtest"}
-	cfg.Admin = gwAdmin{Listen: "127.0.0.1:" + strconv.Itoa(freePort(t))}
+	cfg.Admin = gwAdmin{Listen: "127.0.0.1:" + strconv.Itoa(testkit.MustFreePort(t))}
 	return cfg
 }
 
@@ -267,8 +269,8 @@ func TestClusterACME(t *testing.T) {
 			r := startRedis(t)
 			env := clusterKeyEnv + "=" + clusterKey(t)
 			backend := newEchoBackend(t, nil)
-			httpPort := freePort(t)
-			pb := startPebble(t, httpPort, freePort(t))
+			httpPort := testkit.MustFreePort(t)
+			pb := startPebble(t, httpPort, testkit.MustFreePort(t))
 			type member struct {
 				g        *gateway
 				redirect string
@@ -280,7 +282,7 @@ func TestClusterACME(t *testing.T) {
 				cfg := clusterConfig(t, r, backend.URL, acmeName)
 				cfg.TLS.Issuer = "acme"
 				cfg.TLS.ACME = &gwACME{CA: pb.directory, CARoot: pb.listenerCertFile, DisableTLSALPNChallenge: true}
-				cfg.HTTP.RedirectListen = "127.0.0.1:" + strconv.Itoa(freePort(t))
+				cfg.HTTP.RedirectListen = "127.0.0.1:" + strconv.Itoa(testkit.MustFreePort(t))
 				redirects = append(redirects, cfg.HTTP.RedirectListen)
 				cfgs = append(cfgs, cfg.write(t))
 			}
@@ -295,14 +297,14 @@ func TestClusterACME(t *testing.T) {
 				// Wait for the order to be under way (its validation held
 				// by the relay), then kill the gateway holding the lock:
 				// the lock's value names its process.
-				eventually(t, 60*time.Second, "pebble's first order", func() error {
+				testkit.Eventually(t, 60*time.Second, "pebble's first order", func() error {
 					if !strings.Contains(pb.proc.stdout.String(), "Added order") {
 						return fmt.Errorf("no order yet")
 					}
 					return nil
 				})
 				holder := -1
-				eventually(t, 30*time.Second, "the lock of the order", func() error {
+				testkit.Eventually(t, 30*time.Second, "the lock of the order", func() error {
 					for _, k := range strings.Fields(string(r.rawCLI(t, "--scan", "--pattern", "gwtest:lock:*"))) {
 						owner := strings.Split(strings.TrimSpace(string(r.rawCLI(t, "GET", k))), ":")
 						for i, p := range procs {
@@ -358,7 +360,7 @@ func TestClusterACME(t *testing.T) {
 func TestClusterRedisDown(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	r := startRedisProc(t, freePort(t), dir)
+	r := startRedisProc(t, testkit.MustFreePort(t), dir)
 	env := clusterKeyEnv + "=" + clusterKey(t)
 	b := newOpsSQLBackend(t)
 	site := opsSite{host: sqlHost, backend: namedBackend(t, "iis")}

@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/gateway-project/gateway/internal/testkit"
 )
 
 // demoInfo is DIR/demo.json as `gateway demo` writes it (docs/architecture.md,
@@ -39,7 +41,7 @@ func startDemo(t *testing.T) (*proc, demoInfo) {
 	dir := filepath.Join(t.TempDir(), "demo")
 	p := startProc(t, procSpec{name: "gateway demo", bin: gatewayBin, args: []string{"demo", "--dir", dir}})
 	var info demoInfo
-	eventually(t, 60*time.Second, "demo.json written", func() error {
+	testkit.Eventually(t, 60*time.Second, "demo.json written", func() error {
 		if p.exited() {
 			t.Fatalf("gateway demo exited (%v) before writing demo.json", p.state)
 		}

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gateway-project/gateway/internal/testkit"
 	"github.com/gateway-project/gateway/sqltunnel/tdstest"
 	"github.com/gateway-project/gateway/tlsmgr/rfc2136/bindtest"
 	"github.com/gateway-project/gateway/tlsmgr/route53/r53test"
@@ -69,7 +70,7 @@ func TestDNS01BIND(t *testing.T) {
 	requireTools(t, "pebble", "named", "dig")
 	bind := bindtest.Start(t, "internal.test")
 	registerSecret(bind.Secret) // log hygiene: proof_secrets_test.go
-	pb := launchPebble(t, freePort(t), freePort(t), bind.Addr)
+	pb := launchPebble(t, testkit.MustFreePort(t), testkit.MustFreePort(t), bind.Addr)
 
 	t.Run("obtains and serves", func(t *testing.T) {
 		// A site with a name and a wildcard, and a SQL listener whose
@@ -199,7 +200,7 @@ func TestDNS01Route53(t *testing.T) {
 	dnsAddr := d.ServeDNS(t)
 	registerSecret(d.SecretKey) // log hygiene: proof_secrets_test.go
 	registerSecret(d.SessionToken)
-	pb := launchPebble(t, freePort(t), freePort(t), dnsAddr)
+	pb := launchPebble(t, testkit.MustFreePort(t), testkit.MustFreePort(t), dnsAddr)
 
 	cfg := newConfig(t, newEchoBackend(t, nil).URL, "*.clinic.example")
 	cfg.Log.Level = "debug"
@@ -250,7 +251,7 @@ func TestEABPebble(t *testing.T) {
 	registerSecret(mac)
 	bind := bindtest.Start(t, "internal.test")
 	registerSecret(bind.Secret)
-	pb := launchPebble(t, freePort(t), freePort(t), bind.Addr, map[string]string{kid: mac})
+	pb := launchPebble(t, testkit.MustFreePort(t), testkit.MustFreePort(t), bind.Addr, map[string]string{kid: mac})
 	for _, tc := range []struct {
 		name, key string
 		ok        bool

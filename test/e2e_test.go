@@ -17,6 +17,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/gateway-project/gateway/internal/testkit"
 )
 
 // exportRoot runs `gateway ca root --config F --out FILE` and returns the PEM.
@@ -330,7 +332,7 @@ func TestSIGTERMDrains(t *testing.T) {
 	done := startHeldRequest(t, g, hb, roots)
 
 	g.signal(t, syscall.SIGTERM)
-	eventually(t, 10*time.Second, "new connections refused after SIGTERM", func() error {
+	testkit.Eventually(t, 10*time.Second, "new connections refused after SIGTERM", func() error {
 		c, err := net.DialTimeout("tcp", g.httpsAddr, time.Second)
 		if err == nil {
 			c.Close()

@@ -309,24 +309,3 @@ func runCLI(t *testing.T, env []string, args ...string) cliResult {
 	}
 	return res
 }
-
-// eventually calls f until it returns nil or the timeout passes, and then
-// fails the test with f's last error.
-func eventually(t *testing.T, timeout time.Duration, what string, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	wait := 10 * time.Millisecond
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not done within %s: %v", what, timeout, err)
-		}
-		<-time.After(wait) // the poll interval; f itself is the readiness check
-		if wait < 200*time.Millisecond {
-			wait *= 2
-		}
-	}
-}

@@ -2,11 +2,9 @@ package test
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
@@ -256,7 +254,7 @@ func TestIISClientCertificates(t *testing.T) {
 	t.Parallel()
 	ca := newTestCA(t, "Clinic smart cards")
 	dir := t.TempDir()
-	caFile := writeFile(t, dir, "cards.pem", ca.pem)
+	caFile := writeFile(t, dir, "cards.pem", ca.PEM)
 	card := ca.issueClient(t, "dr.smith")
 	iis := newIISDouble(t, "iis01", "NTLM", nil)
 	g, roots := iisGateway(t,
@@ -304,9 +302,9 @@ func TestIISUpstreamHTTPS(t *testing.T) {
 	iis := newIISDouble(t, "iis01", "NTLM", &cert)
 	g, roots := iisGateway(t,
 		gwSite{Hosts: []string{"good.test"}, Upstreams: []string{iis.url},
-			UpstreamTLS: &gwUpstreamTLS{CAFile: writeFile(t, dir, "ca.pem", ca.pem), ServerName: "iis01.corp.local"}},
+			UpstreamTLS: &gwUpstreamTLS{CAFile: writeFile(t, dir, "ca.pem", ca.PEM), ServerName: "iis01.corp.local"}},
 		gwSite{Hosts: []string{"bad.test"}, Upstreams: []string{iis.url},
-			UpstreamTLS: &gwUpstreamTLS{CAFile: writeFile(t, dir, "wrong.pem", wrong.pem), ServerName: "iis01.corp.local"}},
+			UpstreamTLS: &gwUpstreamTLS{CAFile: writeFile(t, dir, "wrong.pem", wrong.PEM), ServerName: "iis01.corp.local"}},
 	)
 	resp, e := getIIS(t, httpsClient(roots, "good.test", g.httpsAddr), httpsURL("good.test", g.httpsAddr, "/"))
 	if resp.StatusCode != http.StatusOK || e.Server != "iis01" || e.Proto != "HTTP/1.1" {
@@ -351,26 +349,4 @@ func TestIISRequestBodyLimit(t *testing.T) {
 			t.Errorf("413 body %q, want a short message", body)
 		}
 	}
-}
-
-func (ca *testCA) issueClient(t *testing.T, name string) tls.Certificate {
-	t.Helper()
-	key := newKey(t)
-	tmpl := &x509.Certificate{
-		SerialNumber: newSerial(t),
-		Subject:      pkix.Name{CommonName: name},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, key.Public(), ca.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	leaf, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}
 }

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gateway-project/gateway/internal/testkit"
 )
 
 // servedLeaf handshakes with the gateway for serverName and returns the leaf
@@ -40,7 +42,7 @@ func TestOperatorPEM(t *testing.T) {
 	t.Parallel()
 	backend := newEchoBackend(t, nil)
 	ca := newTestCA(t, "Operator Test CA")
-	opRoots := certPool(t, ca.pem)
+	opRoots := certPool(t, ca.PEM)
 	certDir := t.TempDir()
 	certPEM, keyPEM, leaf := ca.issue(t, "op.test")
 	certFile := writeFile(t, certDir, "app.crt", certPEM)
@@ -101,7 +103,7 @@ func TestOperatorPEM(t *testing.T) {
 		t.Run(r.name, func(t *testing.T) {
 			certPEM, keyPEM, next := ca.issue(t, "op.test")
 			r.replace(t, certPEM, keyPEM)
-			eventually(t, 30*time.Second, "new certificate served", func() error {
+			testkit.Eventually(t, 30*time.Second, "new certificate served", func() error {
 				got, err := servedLeaf(g.httpsAddr, "op.test", opRoots)
 				if err != nil {
 					return err
@@ -156,7 +158,7 @@ func TestOperatorPFX(t *testing.T) {
 	}
 	backend := newEchoBackend(t, nil)
 	ca := newTestCA(t, "Operator PFX CA")
-	roots := certPool(t, ca.pem)
+	roots := certPool(t, ca.PEM)
 	const passwordEnv = "E2E_PFX_PASSWORD"
 	const password = "correct horse battery staple"
 	registerSecret(password) // log hygiene: proof_secrets_test.go
@@ -165,7 +167,7 @@ func TestOperatorPFX(t *testing.T) {
 		t.Run(form.name, func(t *testing.T) {
 			t.Parallel()
 			certPEM, keyPEM, leaf := ca.issue(t, "pfx.test")
-			pfx, err := makePFX(t, t.TempDir(), "site.pfx", password, certPEM, keyPEM, ca.pem, form.args)
+			pfx, err := makePFX(t, t.TempDir(), "site.pfx", password, certPEM, keyPEM, ca.PEM, form.args)
 			if err != nil {
 				if len(form.args) > 0 && form.args[0] == "-legacy" {
 					t.Skipf("this openssl cannot write the legacy form (legacy provider missing?): %v", err)

@@ -1,42 +1,15 @@
 package test
 
 import (
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gateway-project/gateway/internal/testkit"
 )
-
-// issueUntil is testCA.issue with a chosen expiry.
-func (ca *testCA) issueUntil(t *testing.T, notAfter time.Time, names ...string) (certPEM, keyPEM []byte) {
-	t.Helper()
-	return ca.issueBetween(t, time.Now().Add(-time.Hour), notAfter, names...)
-}
-
-// issueBetween is testCA.issue with a chosen validity period.
-func (ca *testCA) issueBetween(t *testing.T, notBefore, notAfter time.Time, names ...string) (certPEM, keyPEM []byte) {
-	t.Helper()
-	key := newKey(t)
-	tmpl := &x509.Certificate{
-		SerialNumber: newSerial(t),
-		Subject:      pkix.Name{CommonName: names[0]},
-		NotBefore:    notBefore,
-		NotAfter:     notAfter,
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	addNames(tmpl, names)
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, key.Public(), ca.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pemBlock("CERTIFICATE", der), keyPEMOf(t, key)
-}
 
 // TestOpsCertificates checks what an operator learns about certificates:
 // `gateway check` gives each certificate's source and expiry (an operator
@@ -128,7 +101,7 @@ func TestOpsCertificates(t *testing.T) {
 	}
 	waitNotAfter := func(t *testing.T, want time.Time) {
 		t.Helper()
-		eventually(t, 60*time.Second, "/certs showing the new not_after", func() error {
+		testkit.Eventually(t, 60*time.Second, "/certs showing the new not_after", func() error {
 			na, op, res := opCert(g.certs(t))
 			if !na.Equal(want) || op != "reload" || res != "success " {
 				return fmt.Errorf("not_after %s, last_renewal %s %s; want %s, reload success", na, op, res, want)
@@ -150,7 +123,7 @@ func TestOpsCertificates(t *testing.T) {
 	t.Run("broken_file_reported_and_kept", func(t *testing.T) {
 		before, _, _ := opCert(g.certs(t))
 		writeFile(t, dir, "op.crt", []byte("-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n"))
-		eventually(t, 60*time.Second, "/certs reporting the failed reload", func() error {
+		testkit.Eventually(t, 60*time.Second, "/certs reporting the failed reload", func() error {
 			na, op, res := opCert(g.certs(t))
 			if op != "reload" || !strings.HasPrefix(res, "failure ") || !na.Equal(before) {
 				return fmt.Errorf("not_after %s, last_renewal %s %q", na, op, res)

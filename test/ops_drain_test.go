@@ -8,6 +8,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/gateway-project/gateway/internal/testkit"
 )
 
 // TestOpsDrain holds an HTTP request in the backend and runs a slow SQL
@@ -78,7 +80,7 @@ func TestOpsDrain(t *testing.T) {
 	if v := g.scrape(t).get("gateway_ready"); v != 0 {
 		t.Errorf("gateway_ready while draining = %v, want 0", v)
 	}
-	eventually(t, 30*time.Second, "both listeners refuse new connections", func() error {
+	testkit.Eventually(t, 30*time.Second, "both listeners refuse new connections", func() error {
 		for _, addr := range []string{g.httpsAddr, sqlAddr} {
 			if err := refused(addr); err != nil {
 				return err

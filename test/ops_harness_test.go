@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gateway-project/gateway/internal/testkit"
 	"github.com/gateway-project/gateway/sqltunnel/tdstest"
 )
 
@@ -250,7 +251,7 @@ func (m metrics) sum(name string, labels ...string) float64 {
 func (g *opsGateway) waitMetric(t *testing.T, what string, cond func(metrics) error) metrics {
 	t.Helper()
 	var last metrics
-	eventually(t, 30*time.Second, what, func() error {
+	testkit.Eventually(t, 30*time.Second, what, func() error {
 		last = g.scrape(t)
 		return cond(last)
 	})

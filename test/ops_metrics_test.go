@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gateway-project/gateway/internal/testkit"
 )
 
 // TestOpsMetrics scrapes /metrics before and after HTTP requests, a failed
@@ -26,7 +28,7 @@ func TestOpsMetrics(t *testing.T) {
 	if code, body := g.adminGet(t, "/healthz"); code != http.StatusOK {
 		t.Fatalf("/healthz: %d %q", code, body)
 	}
-	eventually(t, 30*time.Second, "/readyz 200", func() error {
+	testkit.Eventually(t, 30*time.Second, "/readyz 200", func() error {
 		if code, body := g.readyz(t); code != http.StatusOK {
 			return fmt.Errorf("/readyz %d: %q", code, body)
 		}

@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/gateway-project/gateway/internal/testkit"
 )
 
 // loadLoop sends GET requests for host in a loop through two clients, one
@@ -59,7 +61,7 @@ func startLoad(t *testing.T, g *opsGateway, host, wantPrefix string, max int64) 
 func (l *loadLoop) waitSent(t *testing.T, n int64) {
 	t.Helper()
 	target := l.sent.Load() + n
-	eventually(t, 60*time.Second, fmt.Sprintf("%d requests sent", n), func() error {
+	testkit.Eventually(t, 60*time.Second, fmt.Sprintf("%d requests sent", n), func() error {
 		if got := l.sent.Load(); got < target {
 			return fmt.Errorf("%d of %d sent", got, target)
 		}
@@ -161,7 +163,7 @@ func TestOpsReload(t *testing.T) {
 			}
 			conn.Close()
 		}
-		eventually(t, 30*time.Second, "the removed listener refuses connections", func() error { return refused(goneAddr) })
+		testkit.Eventually(t, 30*time.Second, "the removed listener refuses connections", func() error { return refused(goneAddr) })
 		// The session opened before the reload goes on, on the old listener.
 		for i := range 3 {
 			if err := sqlSelect(ctx, oldConn, int64(100+i)); err != nil {
@@ -323,7 +325,7 @@ func TestOpsReloadFrontAndAdmin(t *testing.T) {
 	if code, _ := g.readyz(t); code != http.StatusOK {
 		t.Errorf("/readyz on the moved admin endpoint: %d", code)
 	}
-	eventually(t, 30*time.Second, "the old admin address refusing connections", func() error { return refused(oldAdmin) })
+	testkit.Eventually(t, 30*time.Second, "the old admin address refusing connections", func() error { return refused(oldAdmin) })
 
 	res = g.reload(t, func() *gwSQLConfig {
 		c := *withFront
@@ -333,6 +335,6 @@ func TestOpsReloadFrontAndAdmin(t *testing.T) {
 	if res.str("msg") != "config reloaded" || res.str("https") != "disabled" {
 		t.Fatalf("reload disabling the front: %v", res)
 	}
-	eventually(t, 30*time.Second, "the HTTPS listener refusing connections", func() error { return refused(g.httpsAddr) })
+	testkit.Eventually(t, 30*time.Second, "the HTTPS listener refusing connections", func() error { return refused(g.httpsAddr) })
 	g.stop(t)
 }

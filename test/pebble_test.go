@@ -14,6 +14,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gateway-project/gateway/internal/testkit"
 )
 
 // acmeName is the name the gateway obtains a certificate for from pebble;
@@ -43,7 +45,7 @@ func TestACMEPebble(t *testing.T) {
 			t.Parallel()
 			// pebble must know the gateway's ports before either starts:
 			// it validates HTTP-01 on httpPort and TLS-ALPN-01 on tlsPort.
-			httpPort, tlsPort := freePort(t), freePort(t)
+			httpPort, tlsPort := testkit.MustFreePort(t), testkit.MustFreePort(t)
 			pb := startPebble(t, httpPort, tlsPort)
 
 			cfg := newConfig(t, backend.URL, acmeName)
@@ -100,7 +102,7 @@ func startPebble(t *testing.T, httpPort, tlsPort int) *pebbleServer {
 	startProc(t, procSpec{name: "pebble-challtestsrv", bin: "pebble-challtestsrv", args: []string{
 		"-dns01", dnsAddr,
 		"-http01", "", "-https01", "", "-tlsalpn01", "",
-		"-management", net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort(t))),
+		"-management", net.JoinHostPort("127.0.0.1", strconv.Itoa(testkit.MustFreePort(t))),
 		"-defaultIPv4", "127.0.0.1",
 		"-defaultIPv6", "",
 	}})
@@ -108,7 +110,7 @@ func startPebble(t *testing.T, httpPort, tlsPort int) *pebbleServer {
 		var d net.Dialer
 		return d.DialContext(ctx, network, dnsAddr)
 	}}
-	eventually(t, 15*time.Second, "pebble-challtestsrv resolving "+acmeName, func() error {
+	testkit.Eventually(t, 15*time.Second, "pebble-challtestsrv resolving "+acmeName, func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
 		addrs, err := resolver.LookupHost(ctx, acmeName)
@@ -136,8 +138,8 @@ func launchPebble(t *testing.T, httpPort, tlsPort int, dnsAddr string, eabKeys .
 		listenerRoots:    certPool(t, certPEM),
 	}
 	keyFile := writeFile(t, dir, "pebble.key", keyPEM)
-	listen := net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort(t)))
-	pb.mgmt = net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort(t)))
+	listen := net.JoinHostPort("127.0.0.1", strconv.Itoa(testkit.MustFreePort(t)))
+	pb.mgmt = net.JoinHostPort("127.0.0.1", strconv.Itoa(testkit.MustFreePort(t)))
 	pb.directory = "https://" + listen + "/dir"
 	settings := map[string]any{
 		"listenAddress":                  listen,
@@ -165,7 +167,7 @@ func launchPebble(t *testing.T, httpPort, tlsPort int, dnsAddr string, eabKeys .
 		env: []string{"PEBBLE_VA_ALWAYS_VALID=0", "PEBBLE_WFE_NONCEREJECT=0", "PEBBLE_VA_NOSLEEP=1", "PEBBLE_AUTHZREUSE=0"},
 		dir: dir,
 	})
-	eventually(t, 30*time.Second, "pebble serving its directory", func() error {
+	testkit.Eventually(t, 30*time.Second, "pebble serving its directory", func() error {
 		_, err := pb.get(pb.directory)
 		return err
 	})

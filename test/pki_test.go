@@ -1,150 +1,66 @@
 package test
 
 import (
-	"crypto"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
-	"net"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/gateway-project/gateway/internal/testpki"
 )
 
 // testCA is a certificate authority made by a test, standing in for an
 // operator's enterprise CA.
-type testCA struct {
-	cert *x509.Certificate
-	key  crypto.Signer
-	pem  []byte
-}
+type testCA struct{ *testpki.CA }
 
 func newTestCA(t *testing.T, name string) *testCA {
 	t.Helper()
-	key := newKey(t)
-	tmpl := &x509.Certificate{
-		SerialNumber:          newSerial(t),
-		Subject:               pkix.Name{CommonName: name, Organization: []string{"gateway e2e"}},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(24 * time.Hour),
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &testCA{cert: cert, key: key, pem: pemBlock("CERTIFICATE", der)}
+	return &testCA{testpki.MustCA(t, name, testpki.Options{Organization: "gateway e2e"})}
 }
 
 // issue makes a server certificate for names (DNS names or IP addresses),
 // returning the certificate PEM, the PKCS#8 key PEM and the parsed leaf.
 func (ca *testCA) issue(t *testing.T, names ...string) (certPEM, keyPEM []byte, leaf *x509.Certificate) {
 	t.Helper()
-	key := newKey(t)
-	tmpl := &x509.Certificate{
-		SerialNumber: newSerial(t),
-		Subject:      pkix.Name{CommonName: names[0]},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	addNames(tmpl, names)
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, key.Public(), ca.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	leaf, err = x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pemBlock("CERTIFICATE", der), keyPEMOf(t, key), leaf
+	c := ca.MustIssue(t, testpki.Options{}, names...)
+	return c.CertPEM, c.KeyPEM, c.Leaf
+}
+
+// issueUntil is issue with a chosen expiry.
+func (ca *testCA) issueUntil(t *testing.T, notAfter time.Time, names ...string) (certPEM, keyPEM []byte) {
+	t.Helper()
+	return ca.issueBetween(t, time.Time{}, notAfter, names...)
+}
+
+// issueBetween is issue with a chosen validity period (a zero bound: the
+// default).
+func (ca *testCA) issueBetween(t *testing.T, notBefore, notAfter time.Time, names ...string) (certPEM, keyPEM []byte) {
+	t.Helper()
+	c := ca.MustIssue(t, testpki.Options{NotBefore: notBefore, NotAfter: notAfter}, names...)
+	return c.CertPEM, c.KeyPEM
+}
+
+// issueClient makes a client certificate (a smart card's) for name.
+func (ca *testCA) issueClient(t *testing.T, name string) tls.Certificate {
+	t.Helper()
+	return ca.MustIssue(t, testpki.Options{Client: true}, name).TLS()
 }
 
 // selfSignedServer makes a self-signed server certificate that is also its
 // own CA, for test servers such as pebble's listener.
 func selfSignedServer(t *testing.T, names ...string) (certPEM, keyPEM []byte) {
 	t.Helper()
-	key := newKey(t)
-	tmpl := &x509.Certificate{
-		SerialNumber:          newSerial(t),
-		Subject:               pkix.Name{CommonName: names[0]},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(24 * time.Hour),
-		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-	}
-	addNames(tmpl, names)
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pemBlock("CERTIFICATE", der), keyPEMOf(t, key)
-}
-
-func addNames(tmpl *x509.Certificate, names []string) {
-	for _, n := range names {
-		if ip := net.ParseIP(n); ip != nil {
-			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
-		} else {
-			tmpl.DNSNames = append(tmpl.DNSNames, n)
-		}
-	}
-}
-
-func newKey(t *testing.T) *ecdsa.PrivateKey {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return key
-}
-
-func newSerial(t *testing.T) *big.Int {
-	t.Helper()
-	n, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return n
-}
-
-func keyPEMOf(t *testing.T, key crypto.Signer) []byte {
-	t.Helper()
-	der, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pemBlock("PRIVATE KEY", der)
-}
-
-func pemBlock(typ string, der []byte) []byte {
-	return pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der})
+	c := testpki.MustSelfSigned(t, testpki.Options{}, names...)
+	return c.CertPEM, c.KeyPEM
 }
 
 // certPool makes a pool of the certificates in pemData and fails the test if
 // there are none.
 func certPool(t *testing.T, pemData []byte) *x509.CertPool {
 	t.Helper()
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(pemData) {
-		t.Fatalf("no certificate in PEM data:\n%s", pemData)
-	}
-	return pool
+	return testpki.MustPoolOf(t, pemData)
 }
 
 // writeFile writes data to dir/name and returns the path.

@@ -20,6 +20,7 @@ import (
 
 	mssql "github.com/microsoft/go-mssqldb"
 
+	"github.com/gateway-project/gateway/internal/testkit"
 	"github.com/gateway-project/gateway/sqltunnel/tdstest"
 )
 
@@ -87,7 +88,7 @@ func (l *proofLoad) stop() {
 // waitOK waits until at least n operations succeeded in phase p.
 func (l *proofLoad) waitOK(t *testing.T, p proofPhase, n int, what string) {
 	t.Helper()
-	eventually(t, 2*time.Minute, what, func() error {
+	testkit.Eventually(t, 2*time.Minute, what, func() error {
 		l.mu.Lock()
 		defer l.mu.Unlock()
 		if l.ok[p] < n {
@@ -100,7 +101,7 @@ func (l *proofLoad) waitOK(t *testing.T, p proofPhase, n int, what string) {
 // waitFail waits until at least n operations failed in phase p.
 func (l *proofLoad) waitFail(t *testing.T, p proofPhase, n int, what string) {
 	t.Helper()
-	eventually(t, 2*time.Minute, what, func() error {
+	testkit.Eventually(t, 2*time.Minute, what, func() error {
 		l.mu.Lock()
 		defer l.mu.Unlock()
 		total := 0
@@ -389,7 +390,7 @@ func proofGatewayCertRotated(t *testing.T) {
 	t.Parallel()
 	row := proofRow(t, "fault: gateway certificate rotated on disk under HTTPS+SQL load")
 	ca := newTestCA(t, "Proof Operator CA")
-	caFile := writeFile(t, t.TempDir(), "operator-ca.pem", ca.pem)
+	caFile := writeFile(t, t.TempDir(), "operator-ca.PEM", ca.PEM)
 	certPEM, keyPEM, first := proofOperatorCert(t, ca)
 	dir := t.TempDir()
 	certFile, keyFile := writeFile(t, dir, "gw.crt", certPEM), writeFile(t, dir, "gw.key", keyPEM)
@@ -400,7 +401,7 @@ func proofGatewayCertRotated(t *testing.T) {
 	cfg.TLS.Certificates = []gwCert{{CertFile: certFile, KeyFile: keyFile}}
 	cfg.HTTP = gwHTTP{Listen: "127.0.0.1:0", Sites: []gwSite{{Hosts: []string{"app.test"}, Upstreams: []string{web.URL}}}}
 	g := startProofGateway(t, cfg)
-	roots := certPool(t, ca.pem)
+	roots := certPool(t, ca.PEM)
 
 	// Every operation makes a new TLS handshake, so each sees the
 	// certificate being served at that moment.
@@ -426,7 +427,7 @@ func proofGatewayCertRotated(t *testing.T) {
 	// moment the pair on disk does not match, and the old one must stay.
 	writeFile(t, dir, "gw.key", keyPEM)
 	writeFile(t, dir, "gw.crt", certPEM)
-	eventually(t, 90*time.Second, "the new certificate served on both listeners", func() error {
+	testkit.Eventually(t, 90*time.Second, "the new certificate served on both listeners", func() error {
 		// The SQL listener is asked with TLS first (TDS 8), which serves
 		// the same certificate as TLS inside PRELOGIN.
 		for addr, name := range map[string]string{g.httpsAddr: "app.test", g.sqlAddr: proofSQLHost} {
@@ -475,7 +476,7 @@ func proofUpstreamCertRotated(t *testing.T) {
 		return &c
 	}
 	backend := newProofSQLBackend(t, tdstest.Config{Encryption: tdstest.EncryptForced, Certificate: leaf(trusted)})
-	caFile := writeFile(t, t.TempDir(), "sql-ca.pem", trusted.pem)
+	caFile := writeFile(t, t.TempDir(), "sql-ca.PEM", trusted.PEM)
 	g := startProofGateway(t, newProofSQLConfig(t, "required", backend.addr(), caFile))
 	dsn := proofDSN(g.sqlAddr, g.rootFile, "true")
 	l := startProofLoad(t, 4, func(ctx context.Context, w int) string {
@@ -489,7 +490,7 @@ func proofUpstreamCertRotated(t *testing.T) {
 	backend.restart(t, leaf(newTestCA(t, "Rogue CA")))
 	rogue := backend.srv
 	l.waitFail(t, proofDown, 1, "a refused login")
-	eventually(t, time.Minute, "logins refused for the untrusted certificate", func() error {
+	testkit.Eventually(t, time.Minute, "logins refused for the untrusted certificate", func() error {
 		_, fails := l.snapshot(proofDown)
 		if fails["tds 50904"] < 10 {
 			return fmt.Errorf("refusals so far: %v", fails)

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gateway-project/gateway/internal/testkit"
 	"github.com/gateway-project/gateway/sqltunnel/tds"
 	"github.com/gateway-project/gateway/sqltunnel/tdstest"
 	"github.com/gateway-project/gateway/sqltunnel/tdstls"
@@ -190,7 +191,7 @@ func proofWritePreloginAnswer(w io.Writer, enc tds.Encryption) {
 func (r *mitmRelay) captures(t *testing.T, n int) []*mitmConn {
 	t.Helper()
 	var conns []*mitmConn
-	eventually(t, 60*time.Second, fmt.Sprintf("%d relayed connections", n), func() error {
+	testkit.Eventually(t, 60*time.Second, fmt.Sprintf("%d relayed connections", n), func() error {
 		r.mu.Lock()
 		conns = slices.Clone(r.conns)
 		r.mu.Unlock()

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gateway-project/gateway/internal/testkit"
 	"github.com/gateway-project/gateway/sqltunnel/tds"
 	"github.com/gateway-project/gateway/sqltunnel/tdstest"
 	"github.com/gateway-project/gateway/sqltunnel/tdstls"
@@ -342,7 +343,7 @@ func TestProofHostileTDS(t *testing.T) {
 	// but the two normal clients, and the descriptors return to baseline.
 	// (A session logs its end just before it frees its slot: a client
 	// racing that instant may still be over the limit, hence eventually.)
-	eventually(t, time.Minute, "a normal client served after the hostile input", func() error {
+	testkit.Eventually(t, time.Minute, "a normal client served after the hostile input", func() error {
 		return proofSelect(proofCtx(t, 2*time.Minute), t, dsn)
 	})
 	proofWaitUpstreamIdle(t, backend, 2)
@@ -356,7 +357,7 @@ func TestProofHostileTDS(t *testing.T) {
 		t.Errorf("the upstream saw %d logins, want 2 (the normal clients only)", logins)
 	}
 	var fds int
-	eventually(t, 60*time.Second, "descriptors back to the baseline", func() error {
+	testkit.Eventually(t, 60*time.Second, "descriptors back to the baseline", func() error {
 		if fds = proofFDs(t, g.proc); fds > baseFDs {
 			return fmt.Errorf("%d open descriptors, baseline %d", fds, baseFDs)
 		}
@@ -367,7 +368,7 @@ func TestProofHostileTDS(t *testing.T) {
 		// A few goroutines of slack: certmagic and the runtime start and
 		// end their own; a leaked session would hold two or more each.
 		var n int
-		eventually(t, 60*time.Second, "goroutines back to the baseline", func() error {
+		testkit.Eventually(t, 60*time.Second, "goroutines back to the baseline", func() error {
 			if n, _ = proofGoroutines(t, g); n > baseGoroutines+3 {
 				return fmt.Errorf("%d goroutines, baseline %d", n, baseGoroutines)
 			}

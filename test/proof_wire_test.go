@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gateway-project/gateway/internal/testkit"
 	"github.com/gateway-project/gateway/sqltunnel/tdstest"
 )
 
@@ -62,7 +63,7 @@ func startTshark(t *testing.T, bin string, probePort int, ports ...int) *tshark 
 	}
 	go func() { _ = cmd.Wait(); ts.stderr.close(); close(ts.done) }()
 	t.Cleanup(func() { ts.stop(t) })
-	eventually(t, 60*time.Second, "tshark capturing", func() error {
+	testkit.Eventually(t, 60*time.Second, "tshark capturing", func() error {
 		select {
 		case <-ts.done:
 			t.Fatalf("tshark exited: %s", strings.Join(ts.stderr.all(), "\n"))
@@ -85,7 +86,7 @@ func (ts *tshark) sync(t *testing.T) {
 	t.Helper()
 	ts.probes++
 	want := ts.probes
-	eventually(t, 60*time.Second, "the capture catching up with probe "+strconv.Itoa(want), func() error {
+	testkit.Eventually(t, 60*time.Second, "the capture catching up with probe "+strconv.Itoa(want), func() error {
 		if c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", ts.probe), time.Second); err == nil {
 			c.Close()
 		}

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gateway-project/gateway/internal/testkit"
 	mssql "github.com/microsoft/go-mssqldb"
 	"github.com/microsoft/go-mssqldb/msdsn"
 )
@@ -37,7 +38,7 @@ func startHAProxy(t *testing.T, cfg string, listen ...string) {
 	file := writeFile(t, t.TempDir(), "haproxy.cfg", []byte(cfg))
 	startProc(t, procSpec{name: "haproxy", bin: bin, args: []string{"-db", "-f", file}})
 	for _, a := range listen {
-		eventually(t, 20*time.Second, "haproxy listening on "+a, func() error {
+		testkit.Eventually(t, 20*time.Second, "haproxy listening on "+a, func() error {
 			c, err := net.DialTimeout("tcp", a, time.Second)
 			if err == nil {
 				_ = c.Close()
@@ -66,8 +67,8 @@ func TestProxyProtocolHAProxy(t *testing.T) {
 		cfg.SQL = []gwSQL{s}
 		gws = append(gws, startOpsGateway(t, cfg))
 	}
-	httpsFront := "127.0.0.1:" + strconv.Itoa(freePort(t))
-	sqlFront := "127.0.0.1:" + strconv.Itoa(freePort(t))
+	httpsFront := "127.0.0.1:" + strconv.Itoa(testkit.MustFreePort(t))
+	sqlFront := "127.0.0.1:" + strconv.Itoa(testkit.MustFreePort(t))
 	var hs, ss strings.Builder
 	for i, g := range gws {
 		fmt.Fprintf(&hs, "    server g%d %s send-proxy-v2 source %s\n", i+1, g.httpsAddr, balancerAddr)

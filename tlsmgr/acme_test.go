@@ -23,6 +23,8 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/gateway-project/gateway/configs"
+	"github.com/gateway-project/gateway/internal/testkit"
+	"github.com/gateway-project/gateway/internal/testpki"
 )
 
 func acmeConfig(ca string) configs.TLS {
@@ -169,15 +171,6 @@ func listen(t *testing.T) net.Listener {
 
 func portOfAddr(ln net.Listener) int { return ln.Addr().(*net.TCPAddr).Port }
 
-// freePort returns a port that was free a moment ago, for pebble's own
-// listeners (its config takes numbers, not listeners).
-func freePort(t *testing.T) int {
-	ln := listen(t)
-	port := portOfAddr(ln)
-	ln.Close()
-	return port
-}
-
 type pebble struct {
 	dir        string // ACME directory URL
 	mgmt       string // management base URL
@@ -213,13 +206,13 @@ func startPebble(t *testing.T, bin string, httpPort, tlsPort int, opts ...pebble
 	}
 	dir := t.TempDir()
 	ca := newTestCA(t, "Pebble HTTPS CA")
-	l := ca.leaf(t, leafOpts{}, "localhost", "127.0.0.1")
-	listenPort, mgmtPort := freePort(t), freePort(t)
+	l := ca.MustIssue(t, testpki.Options{}, "localhost", "127.0.0.1")
+	listenPort, mgmtPort := testkit.MustFreePort(t), testkit.MustFreePort(t)
 	conf := map[string]map[string]any{"pebble": {
 		"listenAddress":           fmt.Sprintf("127.0.0.1:%d", listenPort),
 		"managementListenAddress": fmt.Sprintf("127.0.0.1:%d", mgmtPort),
-		"certificate":             writeFile(t, filepath.Join(dir, "cert.pem"), l.certPEM),
-		"privateKey":              writeFile(t, filepath.Join(dir, "key.pem"), l.keyPEM),
+		"certificate":             writeFile(t, filepath.Join(dir, "cert.pem"), l.CertPEM),
+		"privateKey":              writeFile(t, filepath.Join(dir, "key.pem"), l.KeyPEM),
 		"httpPort":                httpPort,
 		"tlsPort":                 tlsPort,
 		"ocspResponderURL":        "",
@@ -232,8 +225,8 @@ func startPebble(t *testing.T, bin string, httpPort, tlsPort int, opts ...pebble
 	p := &pebble{
 		dir:        fmt.Sprintf("https://127.0.0.1:%d/dir", listenPort),
 		mgmt:       fmt.Sprintf("https://127.0.0.1:%d", mgmtPort),
-		caRootFile: writeFile(t, filepath.Join(dir, "ca.pem"), ca.pem),
-		client:     &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: poolOf(t, ca.pem)}}},
+		caRootFile: writeFile(t, filepath.Join(dir, "ca.PEM"), ca.PEM),
+		client:     &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: poolOf(t, ca.PEM)}}},
 	}
 	args := []string{"-config", writeFile(t, filepath.Join(dir, "pebble.json"), b)}
 	if o.dnsServer != "" {
@@ -250,7 +243,7 @@ func startPebble(t *testing.T, bin string, httpPort, tlsPort int, opts ...pebble
 		cmd.Process.Kill()
 		cmd.Wait()
 	})
-	eventually(t, "pebble to serve its directory", func() bool {
+	testkit.EventuallyTrue(t, "pebble to serve its directory", func() bool {
 		resp, err := p.client.Get(p.dir)
 		if err != nil {
 			return false

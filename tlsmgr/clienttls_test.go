@@ -18,18 +18,19 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/gateway-project/gateway/configs"
+	"github.com/gateway-project/gateway/internal/testpki"
 )
 
 func TestClientTLSConfig(t *testing.T) {
 	ca := newTestCA(t, "Upstream CA")
 	other := newTestCA(t, "Other CA")
-	leaf := ca.leaf(t, leafOpts{}, "db.test", "127.0.0.1")
-	addr := serveTLS(t, &tls.Config{Certificates: []tls.Certificate{leaf.tlsCert(t, ca)}})
+	leaf := ca.MustIssue(t, testpki.Options{}, "db.test", "127.0.0.1")
+	addr := serveTLS(t, &tls.Config{Certificates: []tls.Certificate{leaf.TLSWithChain()}})
 
 	dir := t.TempDir()
-	caFile := writeFile(t, filepath.Join(dir, "ca.pem"), ca.pem)
-	otherFile := writeFile(t, filepath.Join(dir, "other.pem"), other.pem)
-	sum := sha256.Sum256(leaf.cert.Raw)
+	caFile := writeFile(t, filepath.Join(dir, "ca.PEM"), ca.PEM)
+	otherFile := writeFile(t, filepath.Join(dir, "other.PEM"), other.PEM)
+	sum := sha256.Sum256(leaf.Leaf.Raw)
 	pin := hex.EncodeToString(sum[:])
 	colonPin := strings.ToUpper(strings.Join(splitEvery(pin, 2), ":"))
 	wrongPin := strings.Repeat("ab", 32)
@@ -94,14 +95,14 @@ func TestClientTLSConfig(t *testing.T) {
 // CA, is refused even though the session itself is valid.
 func TestClientTLSConfigResumes(t *testing.T) {
 	ca := newTestCA(t, "Upstream CA")
-	leaf := ca.leaf(t, leafOpts{}, "db.test")
+	leaf := ca.MustIssue(t, testpki.Options{}, "db.test")
 	dir := t.TempDir()
-	caFile := writeFile(t, filepath.Join(dir, "ca.pem"), ca.pem)
-	otherFile := writeFile(t, filepath.Join(dir, "other.pem"), newTestCA(t, "Other CA").pem)
-	sum := sha256.Sum256(leaf.cert.Raw)
+	caFile := writeFile(t, filepath.Join(dir, "ca.PEM"), ca.PEM)
+	otherFile := writeFile(t, filepath.Join(dir, "other.PEM"), newTestCA(t, "Other CA").PEM)
+	sum := sha256.Sum256(leaf.Leaf.Raw)
 	for _, version := range []uint16{tls.VersionTLS12, tls.VersionTLS13} {
 		t.Run(tls.VersionName(version), func(t *testing.T) {
-			addr := serveTLS(t, &tls.Config{Certificates: []tls.Certificate{leaf.tlsCert(t, ca)}, MaxVersion: version})
+			addr := serveTLS(t, &tls.Config{Certificates: []tls.Certificate{leaf.TLSWithChain()}, MaxVersion: version})
 			cfg, err := ClientTLSConfig(configs.UpstreamTLS{ServerName: "db.test", CAFile: caFile, PinSHA256: hex.EncodeToString(sum[:])}, zaptest.NewLogger(t))
 			if err != nil {
 				t.Fatal(err)
@@ -155,22 +156,22 @@ func TestClientTLSConfigResumes(t *testing.T) {
 // accepted leaves) verifies resumed sessions in full.
 func TestVerifierResumedExpired(t *testing.T) {
 	ca := newTestCA(t, "Upstream CA")
-	expired := ca.leaf(t, leafOpts{notAfter: time.Now().Add(-time.Hour)}, "db.test")
-	valid := ca.leaf(t, leafOpts{}, "db.test")
+	expired := ca.MustIssue(t, testpki.Options{NotAfter: time.Now().Add(-time.Hour)}, "db.test")
+	valid := ca.MustIssue(t, testpki.Options{}, "db.test")
 	pool := x509.NewCertPool()
-	pool.AddCert(ca.cert)
+	pool.AddCert(ca.Cert)
 	v := &verifier{serverName: "db.test", chain: true, roots: pool}
 
-	resumed := func(l *testLeaf) tls.ConnectionState {
-		return tls.ConnectionState{DidResume: true, PeerCertificates: []*x509.Certificate{l.cert}}
+	resumed := func(l *testpki.Cert) tls.ConnectionState {
+		return tls.ConnectionState{DidResume: true, PeerCertificates: []*x509.Certificate{l.Leaf}}
 	}
 	if err := v.verify(resumed(valid)); err != nil {
 		t.Fatalf("resumed session, leaf never seen: %v", err)
 	}
-	if !v.accepted(sha256.Sum256(valid.cert.Raw)) {
+	if !v.accepted(sha256.Sum256(valid.Leaf.Raw)) {
 		t.Fatal("a fully verified leaf was not remembered")
 	}
-	v.accept(sha256.Sum256(expired.cert.Raw)) // as if accepted while it was valid
+	v.accept(sha256.Sum256(expired.Leaf.Raw)) // as if accepted while it was valid
 	if err := v.verify(resumed(expired)); !errors.Is(err, ErrUntrusted) {
 		t.Fatalf("resumed session with an expired leaf: error %v, want %v", err, ErrUntrusted)
 	}

@@ -22,6 +22,7 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/gateway-project/gateway/configs"
+	"github.com/gateway-project/gateway/internal/testkit"
 	"github.com/gateway-project/gateway/tlsmgr/rfc2136/bindtest"
 	"github.com/gateway-project/gateway/tlsmgr/route53/r53test"
 )
@@ -78,7 +79,7 @@ func dnsPebble(t *testing.T, dnsServer string, eab map[string]string) *pebble {
 	if err != nil {
 		requireTool(t, "pebble not found: install the Debian package pebble")
 	}
-	return startPebble(t, bin, freePort(t), freePort(t), pebbleOpts{dnsServer: dnsServer, eabKeys: eab})
+	return startPebble(t, bin, testkit.MustFreePort(t), testkit.MustFreePort(t), pebbleOpts{dnsServer: dnsServer, eabKeys: eab})
 }
 
 // requireTool skips a test whose real server is not installed, or fails
@@ -319,7 +320,7 @@ func TestDNS01Fallback(t *testing.T) {
 		requireTool(t, "pebble not found: install the Debian package pebble")
 	}
 	httpLn := listen(t)
-	p := startPebble(t, bin, portOfAddr(httpLn), freePort(t), pebbleOpts{dnsServer: bind.Addr})
+	p := startPebble(t, bin, portOfAddr(httpLn), testkit.MustFreePort(t), pebbleOpts{dnsServer: bind.Addr})
 	t.Setenv("TLSMGR_TEST_FALLBACK_TSIG", "d3Jvbmctc2VjcmV0LXdyb25nLXNlY3JldC13cm9uZyE=")
 	cfg := dnsACMEConfig(p, configs.ACMEDNS{Provider: configs.DNSProviderRFC2136, Server: bind.Addr, TSIGKeyName: bind.KeyName,
 		TSIGSecretEnv: "TLSMGR_TEST_FALLBACK_TSIG", Resolvers: []string{bind.Addr}})

@@ -2,17 +2,9 @@ package tlsmgr
 
 import (
 	"context"
-	"crypto"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/rsa"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
-	"math/big"
 	"net"
 	"os"
 	"path/filepath"
@@ -22,133 +14,15 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/gateway-project/gateway/configs"
+	"github.com/gateway-project/gateway/internal/testpki"
 )
 
 // testCA is a throwaway CA for operator and upstream certificates.
-type testCA struct {
-	cert *x509.Certificate
-	key  crypto.Signer
-	pem  []byte
-}
+type testCA = testpki.CA
 
 func newTestCA(t *testing.T, name string) *testCA {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(time.Now().UnixNano()),
-		Subject:               pkix.Name{CommonName: name},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(24 * time.Hour),
-		KeyUsage:              x509.KeyUsageCertSign,
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, _ := x509.ParseCertificate(der)
-	return &testCA{cert: cert, key: key, pem: pemCert(der)}
-}
-
-// keyKind selects how leaf keys are generated and PEM-encoded.
-type keyKind int
-
-const (
-	keyECSEC1   keyKind = iota // "EC PRIVATE KEY"
-	keyECPKCS8                 // "PRIVATE KEY"
-	keyRSAPKCS1                // "RSA PRIVATE KEY"
-	keyECParams                // "EC PARAMETERS" then "EC PRIVATE KEY"
-)
-
-// testLeaf is a leaf certificate issued by a testCA.
-type testLeaf struct {
-	cert    *x509.Certificate
-	certPEM []byte // the leaf only
-	keyPEM  []byte
-}
-
-type leafOpts struct {
-	key      keyKind
-	notAfter time.Time // zero: 24h from now
-}
-
-func (ca *testCA) leaf(t *testing.T, opts leafOpts, names ...string) *testLeaf {
-	t.Helper()
-	var (
-		key    crypto.Signer
-		keyPEM []byte
-		err    error
-	)
-	switch opts.key {
-	case keyRSAPKCS1:
-		rk, e := rsa.GenerateKey(rand.Reader, 2048)
-		key, err = rk, e
-		if err == nil {
-			keyPEM = pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(rk)})
-		}
-	default:
-		ek, e := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		key, err = ek, e
-		if err == nil && (opts.key == keyECSEC1 || opts.key == keyECParams) {
-			der, _ := x509.MarshalECPrivateKey(ek)
-			keyPEM = pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: der})
-			if opts.key == keyECParams {
-				// The named curve P-256 as openssl ecparam writes it.
-				params := []byte{0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07}
-				keyPEM = append(pem.EncodeToMemory(&pem.Block{Type: "EC PARAMETERS", Bytes: params}), keyPEM...)
-			}
-		} else if err == nil {
-			der, _ := x509.MarshalPKCS8PrivateKey(ek)
-			keyPEM = pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
-		}
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	notAfter := opts.notAfter
-	if notAfter.IsZero() {
-		notAfter = time.Now().Add(24 * time.Hour)
-	}
-	serial, _ := randomSerial()
-	tmpl := &x509.Certificate{
-		SerialNumber: serial,
-		Subject:      pkix.Name{CommonName: names[0]},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     notAfter,
-		KeyUsage:     x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	for _, n := range names {
-		if ip := net.ParseIP(n); ip != nil {
-			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
-		} else {
-			tmpl.DNSNames = append(tmpl.DNSNames, n)
-		}
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, key.Public(), ca.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, _ := x509.ParseCertificate(der)
-	return &testLeaf{cert: cert, certPEM: pemCert(der), keyPEM: keyPEM}
-}
-
-// tlsCert is the leaf with the CA as its chain, for test servers.
-func (l *testLeaf) tlsCert(t *testing.T, ca *testCA) tls.Certificate {
-	t.Helper()
-	c, err := tls.X509KeyPair(append(append([]byte{}, l.certPEM...), ca.pem...), l.keyPEM)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
-}
-
-func pemCert(der []byte) []byte {
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+	return testpki.MustCA(t, name, testpki.Options{})
 }
 
 func writeFile(t *testing.T, path string, data []byte) string {
@@ -160,11 +34,11 @@ func writeFile(t *testing.T, path string, data []byte) string {
 }
 
 // writePair writes a leaf (followed by its CA) and its key into dir.
-func writePair(t *testing.T, dir, base string, l *testLeaf, ca *testCA) configs.CertificateFile {
+func writePair(t *testing.T, dir, base string, l *testpki.Cert) configs.CertificateFile {
 	t.Helper()
 	return configs.CertificateFile{
-		CertFile: writeFile(t, filepath.Join(dir, base+".crt"), append(append([]byte{}, l.certPEM...), ca.pem...)),
-		KeyFile:  writeFile(t, filepath.Join(dir, base+".key"), l.keyPEM),
+		CertFile: writeFile(t, filepath.Join(dir, base+".crt"), l.ChainPEM()),
+		KeyFile:  writeFile(t, filepath.Join(dir, base+".key"), l.KeyPEM),
 	}
 }
 
@@ -252,21 +126,5 @@ func verifyFor(roots *x509.CertPool, sni, name string) *tls.Config {
 
 func poolOf(t *testing.T, pemData []byte) *x509.CertPool {
 	t.Helper()
-	p := x509.NewCertPool()
-	if !p.AppendCertsFromPEM(pemData) {
-		t.Fatal("no certificates in PEM")
-	}
-	return p
-}
-
-// eventually polls cond until it holds or the deadline passes.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	return testpki.MustPoolOf(t, pemData)
 }

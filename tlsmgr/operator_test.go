@@ -15,6 +15,8 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/gateway-project/gateway/configs"
+	"github.com/gateway-project/gateway/internal/testkit"
+	"github.com/gateway-project/gateway/internal/testpki"
 )
 
 func noneConfig(certs ...configs.CertificateFile) configs.TLS {
@@ -25,26 +27,26 @@ func TestOperatorPEM(t *testing.T) {
 	ca := newTestCA(t, "Operator Test CA")
 	tests := []struct {
 		name    string
-		key     keyKind
+		key     testpki.KeyType
 		names   []string
 		sni     string
 		reverse bool // chain written CA first
 	}{
-		{"ec sec1 key", keyECSEC1, []string{"op.test"}, "op.test", false},
-		{"pkcs8 key", keyECPKCS8, []string{"op.test"}, "op.test", false},
-		{"rsa pkcs1 key", keyRSAPKCS1, []string{"op.test"}, "op.test", false},
-		{"chain with the leaf last", keyECPKCS8, []string{"op.test"}, "op.test", true},
-		{"ec key after EC PARAMETERS (openssl ecparam -genkey)", keyECParams, []string{"op.test"}, "op.test", false},
-		{"wildcard", keyECSEC1, []string{"*.wild.test"}, "a.wild.test", false},
-		{"ip address", keyECSEC1, []string{"127.0.0.1"}, "", false},
+		{"ec sec1 key", testpki.ECDSASEC1, []string{"op.test"}, "op.test", false},
+		{"pkcs8 key", testpki.ECDSA, []string{"op.test"}, "op.test", false},
+		{"rsa pkcs1 key", testpki.RSA, []string{"op.test"}, "op.test", false},
+		{"chain with the leaf last", testpki.ECDSA, []string{"op.test"}, "op.test", true},
+		{"ec key after EC PARAMETERS (openssl ecparam -genkey)", testpki.ECDSAWithParams, []string{"op.test"}, "op.test", false},
+		{"wildcard", testpki.ECDSASEC1, []string{"*.wild.test"}, "a.wild.test", false},
+		{"ip address", testpki.ECDSASEC1, []string{"127.0.0.1"}, "", false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
-			l := ca.leaf(t, leafOpts{key: tc.key}, tc.names...)
-			f := writePair(t, dir, "op", l, ca)
+			l := ca.MustIssue(t, testpki.Options{Key: tc.key}, tc.names...)
+			f := writePair(t, dir, "op", l)
 			if tc.reverse {
-				writeFile(t, f.CertFile, append(append([]byte{}, ca.pem...), l.certPEM...))
+				writeFile(t, f.CertFile, append(append([]byte{}, ca.PEM...), l.CertPEM...))
 			}
 			m := newManager(t, noneConfig(f), t.TempDir())
 			name := tc.sni
@@ -55,11 +57,11 @@ func TestOperatorPEM(t *testing.T) {
 				t.Fatalf("Manage: %v", err)
 			}
 			addr := serveTLS(t, m.ServerTLSConfig(name, "http/1.1"))
-			cs, err := handshake(t, addr, &tls.Config{ServerName: name, RootCAs: poolOf(t, ca.pem)})
+			cs, err := handshake(t, addr, &tls.Config{ServerName: name, RootCAs: poolOf(t, ca.PEM)})
 			if err != nil {
 				t.Fatalf("handshake: %v", err)
 			}
-			if cs.PeerCertificates[0].SerialNumber.Cmp(l.cert.SerialNumber) != 0 {
+			if cs.PeerCertificates[0].SerialNumber.Cmp(l.Leaf.SerialNumber) != 0 {
 				t.Error("served a different certificate")
 			}
 			info := m.Certificates()
@@ -73,7 +75,7 @@ func TestOperatorPEM(t *testing.T) {
 func TestOperatorCoverage(t *testing.T) {
 	ca := newTestCA(t, "Operator Test CA")
 	dir := t.TempDir()
-	f := writePair(t, dir, "wild", ca.leaf(t, leafOpts{}, "*.wild.test", "exact.test"), ca)
+	f := writePair(t, dir, "wild", ca.MustIssue(t, testpki.Options{}, "*.wild.test", "exact.test"))
 
 	tests := []struct {
 		name    string
@@ -102,7 +104,7 @@ func TestOperatorCoverage(t *testing.T) {
 func TestOperatorPreferredOverIssuer(t *testing.T) {
 	ca := newTestCA(t, "Operator Test CA")
 	cfg := internalConfig()
-	cfg.Certificates = []configs.CertificateFile{writePair(t, t.TempDir(), "op", ca.leaf(t, leafOpts{}, "op.test"), ca)}
+	cfg.Certificates = []configs.CertificateFile{writePair(t, t.TempDir(), "op", ca.MustIssue(t, testpki.Options{}, "op.test"))}
 	m := newManager(t, cfg, t.TempDir())
 	if err := m.Manage(context.Background(), []string{"op.test", "int.test"}); err != nil {
 		t.Fatal(err)
@@ -113,7 +115,7 @@ func TestOperatorPreferredOverIssuer(t *testing.T) {
 		sni   string
 		roots []byte
 	}{
-		{"op.test", ca.pem},
+		{"op.test", ca.PEM},
 		{"int.test", rootPEM},
 	}
 	for _, tc := range tests {
@@ -135,8 +137,8 @@ func TestOperatorPreferredOverIssuer(t *testing.T) {
 func TestOperatorLoadErrors(t *testing.T) {
 	ca := newTestCA(t, "Operator Test CA")
 	dir := t.TempDir()
-	a := ca.leaf(t, leafOpts{}, "a.test")
-	b := ca.leaf(t, leafOpts{}, "b.test")
+	a := ca.MustIssue(t, testpki.Options{}, "a.test")
+	b := ca.MustIssue(t, testpki.Options{}, "b.test")
 	encrypted := []byte("-----BEGIN ENCRYPTED PRIVATE KEY-----\nMIIB\n-----END ENCRYPTED PRIVATE KEY-----\n")
 	tests := []struct {
 		name string
@@ -144,11 +146,11 @@ func TestOperatorLoadErrors(t *testing.T) {
 	}{
 		{"missing file", configs.CertificateFile{CertFile: filepath.Join(dir, "nope.crt"), KeyFile: filepath.Join(dir, "nope.key")}},
 		{"key of another certificate", configs.CertificateFile{
-			CertFile: writeFile(t, filepath.Join(dir, "a.crt"), a.certPEM),
-			KeyFile:  writeFile(t, filepath.Join(dir, "b.key"), b.keyPEM)}},
+			CertFile: writeFile(t, filepath.Join(dir, "a.crt"), a.CertPEM),
+			KeyFile:  writeFile(t, filepath.Join(dir, "b.key"), b.KeyPEM)}},
 		{"no certificate", configs.CertificateFile{
 			CertFile: writeFile(t, filepath.Join(dir, "empty.crt"), []byte("not pem")),
-			KeyFile:  writeFile(t, filepath.Join(dir, "a.key"), a.keyPEM)}},
+			KeyFile:  writeFile(t, filepath.Join(dir, "a.key"), a.KeyPEM)}},
 		{"encrypted key", configs.CertificateFile{
 			CertFile: filepath.Join(dir, "a.crt"),
 			KeyFile:  writeFile(t, filepath.Join(dir, "enc.key"), encrypted)}},
@@ -168,15 +170,15 @@ func TestOperatorLoadErrors(t *testing.T) {
 }
 
 // exportPFX runs openssl pkcs12 -export with extra arguments.
-func exportPFX(t *testing.T, dir string, l *testLeaf, ca *testCA, password string, args ...string) string {
+func exportPFX(t *testing.T, dir string, l *testpki.Cert, ca *testCA, password string, args ...string) string {
 	t.Helper()
 	openssl, err := exec.LookPath("openssl")
 	if err != nil {
 		t.Skip("openssl not on PATH; PFX tests need it to produce real-world PKCS#12 files")
 	}
-	certPath := writeFile(t, filepath.Join(dir, "leaf.pem"), l.certPEM)
-	keyPath := writeFile(t, filepath.Join(dir, "leaf.key"), l.keyPEM)
-	caPath := writeFile(t, filepath.Join(dir, "ca.pem"), ca.pem)
+	certPath := writeFile(t, filepath.Join(dir, "leaf.pem"), l.CertPEM)
+	keyPath := writeFile(t, filepath.Join(dir, "leaf.key"), l.KeyPEM)
+	caPath := writeFile(t, filepath.Join(dir, "ca.PEM"), ca.PEM)
 	out := filepath.Join(dir, "bundle.pfx")
 	cmd := exec.Command(openssl, append([]string{"pkcs12", "-export",
 		"-in", certPath, "-inkey", keyPath, "-certfile", caPath,
@@ -200,7 +202,7 @@ func TestOperatorPFX(t *testing.T) {
 	for _, form := range forms {
 		t.Run(form.name, func(t *testing.T) {
 			dir := t.TempDir()
-			l := ca.leaf(t, leafOpts{key: keyECPKCS8}, "sql.test")
+			l := ca.MustIssue(t, testpki.Options{Key: testpki.ECDSA}, "sql.test")
 			path := exportPFX(t, dir, l, ca, "s3cret!", form.args...)
 			t.Setenv("TLSMGR_TEST_PFX_PASSWORD", "s3cret!")
 			f := configs.CertificateFile{PFXFile: path, PFXPasswordEnv: "TLSMGR_TEST_PFX_PASSWORD"}
@@ -210,7 +212,7 @@ func TestOperatorPFX(t *testing.T) {
 				t.Fatal(err)
 			}
 			addr := serveTLS(t, m.ServerTLSConfig("sql.test"))
-			cs, err := handshake(t, addr, &tls.Config{ServerName: "sql.test", RootCAs: poolOf(t, ca.pem)})
+			cs, err := handshake(t, addr, &tls.Config{ServerName: "sql.test", RootCAs: poolOf(t, ca.PEM)})
 			if err != nil {
 				t.Fatalf("handshake: %v", err)
 			}
@@ -234,8 +236,8 @@ func TestOperatorPFX(t *testing.T) {
 func TestOperatorReload(t *testing.T) {
 	ca := newTestCA(t, "Reload Test CA")
 	dir := t.TempDir()
-	first := ca.leaf(t, leafOpts{}, "op.test")
-	f := writePair(t, dir, "op", first, ca)
+	first := ca.MustIssue(t, testpki.Options{}, "op.test")
+	f := writePair(t, dir, "op", first)
 	core, logs := observer.New(zap.ErrorLevel)
 	m, err := New(noneConfig(f), t.TempDir(), zap.New(core))
 	if err != nil {
@@ -257,7 +259,7 @@ func TestOperatorReload(t *testing.T) {
 	})
 
 	addr := serveTLS(t, m.ServerTLSConfig("op.test"))
-	client := &tls.Config{ServerName: "op.test", RootCAs: poolOf(t, ca.pem)}
+	client := &tls.Config{ServerName: "op.test", RootCAs: poolOf(t, ca.PEM)}
 	served := func() string {
 		cs, err := handshake(t, addr, client)
 		if err != nil {
@@ -265,21 +267,21 @@ func TestOperatorReload(t *testing.T) {
 		}
 		return cs.PeerCertificates[0].SerialNumber.String()
 	}
-	if got := served(); got != first.cert.SerialNumber.String() {
+	if got := served(); got != first.Leaf.SerialNumber.String() {
 		t.Fatalf("served %s, want the first certificate", got)
 	}
 
 	// Replaced on disk: the next handshakes see the new certificate.
-	second := ca.leaf(t, leafOpts{key: keyRSAPKCS1}, "op.test")
-	writePair(t, dir, "op", second, ca)
-	eventually(t, "the new certificate", func() bool { return served() == second.cert.SerialNumber.String() })
+	second := ca.MustIssue(t, testpki.Options{Key: testpki.RSA}, "op.test")
+	writePair(t, dir, "op", second)
+	testkit.EventuallyTrue(t, "the new certificate", func() bool { return served() == second.Leaf.SerialNumber.String() })
 
 	// A broken file keeps the last good certificate and logs one error.
 	writeFile(t, f.CertFile, []byte("truncated"))
-	eventually(t, "the reload error", func() bool {
+	testkit.EventuallyTrue(t, "the reload error", func() bool {
 		return logs.FilterMessage("operator certificate reload failed; keeping the previous one").Len() > 0
 	})
-	if got := served(); got != second.cert.SerialNumber.String() {
+	if got := served(); got != second.Leaf.SerialNumber.String() {
 		t.Errorf("after a bad file served %s, want the previous certificate", got)
 	}
 	if err := m.Reload(context.Background()); err == nil || !strings.Contains(err.Error(), f.CertFile) {
@@ -301,7 +303,7 @@ func TestOperatorExpiryWarning(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			f := writePair(t, t.TempDir(), "op", ca.leaf(t, leafOpts{notAfter: time.Now().Add(tc.notAfter)}, "op.test"), ca)
+			f := writePair(t, t.TempDir(), "op", ca.MustIssue(t, testpki.Options{NotAfter: time.Now().Add(tc.notAfter)}, "op.test"))
 			core, logs := observer.New(tc.level)
 			m, err := New(noneConfig(f), t.TempDir(), zap.New(core))
 			if err != nil {
@@ -324,7 +326,7 @@ func TestOperatorExpiryWarning(t *testing.T) {
 
 func TestOperatorExpiryWarnedDaily(t *testing.T) {
 	ca := newTestCA(t, "Expiry Test CA")
-	f := writePair(t, t.TempDir(), "op", ca.leaf(t, leafOpts{notAfter: time.Now().Add(5 * 24 * time.Hour)}, "op.test"), ca)
+	f := writePair(t, t.TempDir(), "op", ca.MustIssue(t, testpki.Options{NotAfter: time.Now().Add(5 * 24 * time.Hour)}, "op.test"))
 	core, logs := observer.New(zap.WarnLevel)
 	m, err := New(noneConfig(f), t.TempDir(), zap.New(core))
 	if err != nil {
@@ -335,7 +337,7 @@ func TestOperatorExpiryWarnedDaily(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- m.Run(ctx) }()
-	eventually(t, "repeated expiry warnings", func() bool {
+	testkit.EventuallyTrue(t, "repeated expiry warnings", func() bool {
 		return logs.FilterMessage("operator certificate expires soon").Len() >= 3
 	})
 	cancel()
@@ -350,7 +352,7 @@ func TestOperatorNoLongerCovers(t *testing.T) {
 	ca := newTestCA(t, "Operator Test CA")
 	dir := t.TempDir()
 	cfg := internalConfig()
-	cfg.Certificates = []configs.CertificateFile{writePair(t, dir, "op", ca.leaf(t, leafOpts{}, "op.test"), ca)}
+	cfg.Certificates = []configs.CertificateFile{writePair(t, dir, "op", ca.MustIssue(t, testpki.Options{}, "op.test"))}
 	m := newManager(t, cfg, t.TempDir())
 	if err := m.Manage(context.Background(), []string{"op.test"}); err != nil {
 		t.Fatal(err)
@@ -358,12 +360,12 @@ func TestOperatorNoLongerCovers(t *testing.T) {
 	rootPEM, _ := m.RootPEM()
 	addr := serveTLS(t, m.ServerTLSConfig("op.test"))
 
-	writePair(t, dir, "op", ca.leaf(t, leafOpts{}, "elsewhere.test"), ca)
+	writePair(t, dir, "op", ca.MustIssue(t, testpki.Options{}, "elsewhere.test"))
 	if err := m.Reload(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	internal := &tls.Config{ServerName: "op.test", RootCAs: poolOf(t, rootPEM)}
-	eventually(t, "op.test from the internal CA", func() bool {
+	testkit.EventuallyTrue(t, "op.test from the internal CA", func() bool {
 		_, err := handshake(t, addr, internal)
 		return err == nil
 	})

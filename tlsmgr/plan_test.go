@@ -11,13 +11,14 @@ import (
 	"time"
 
 	"github.com/gateway-project/gateway/configs"
+	"github.com/gateway-project/gateway/internal/testpki"
 )
 
 func TestPlanSources(t *testing.T) {
 	ca := newTestCA(t, "Plan Test CA")
 	dir := t.TempDir()
-	good := writePair(t, dir, "good", ca.leaf(t, leafOpts{}, "op.test", "*.wild.test"), ca)
-	expired := writePair(t, dir, "expired", ca.leaf(t, leafOpts{notAfter: time.Now().Add(-time.Hour)}, "old.test"), ca)
+	good := writePair(t, dir, "good", ca.MustIssue(t, testpki.Options{}, "op.test", "*.wild.test"))
+	expired := writePair(t, dir, "expired", ca.MustIssue(t, testpki.Options{NotAfter: time.Now().Add(-time.Hour)}, "old.test"))
 	missing := configs.CertificateFile{CertFile: filepath.Join(dir, "missing.crt"), KeyFile: filepath.Join(dir, "missing.key")}
 	acme := configs.TLS{Issuer: configs.IssuerACME, ACME: configs.ACME{CA: "https://acme.test/directory"}}
 
@@ -83,14 +84,14 @@ func TestPlanSources(t *testing.T) {
 
 func TestPlanSourcesText(t *testing.T) {
 	ca := newTestCA(t, "Plan Test CA")
-	l := ca.leaf(t, leafOpts{}, "op.test")
-	f := writePair(t, t.TempDir(), "op", l, ca)
+	l := ca.MustIssue(t, testpki.Options{}, "op.test")
+	f := writePair(t, t.TempDir(), "op", l)
 	got, err := PlanSources(withCerts(internalConfig(), f), []string{"op.test", "app.test"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := []NameSource{
-		{Name: "op.test", Issuer: IssuerOperator, Source: "operator certificate " + f.CertFile + " (expires " + l.cert.NotAfter.UTC().Format(time.DateOnly) + ")", NotAfter: l.cert.NotAfter},
+		{Name: "op.test", Issuer: IssuerOperator, Source: "operator certificate " + f.CertFile + " (expires " + l.Leaf.NotAfter.UTC().Format(time.DateOnly) + ")", NotAfter: l.Leaf.NotAfter},
 		{Name: "app.test", Issuer: string(configs.IssuerInternal), Source: `internal CA "Test Gateway CA"`},
 	}
 	if !reflect.DeepEqual(got, want) {
@@ -101,7 +102,7 @@ func TestPlanSourcesText(t *testing.T) {
 func TestPlanSourcesWrongPFXPassword(t *testing.T) {
 	ca := newTestCA(t, "Plan Test CA")
 	dir := t.TempDir()
-	path := exportPFX(t, dir, ca.leaf(t, leafOpts{}, "sql.test"), ca, "right")
+	path := exportPFX(t, dir, ca.MustIssue(t, testpki.Options{}, "sql.test"), ca, "right")
 	t.Setenv("TLSMGR_PLAN_PFX_PASSWORD", "wrong")
 	cfg := withCerts(internalConfig(), configs.CertificateFile{PFXFile: path, PFXPasswordEnv: "TLSMGR_PLAN_PFX_PASSWORD"})
 	_, err := PlanSources(cfg, []string{"sql.test"})

@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/gateway-project/gateway/configs"
+	"github.com/gateway-project/gateway/internal/testpki"
 )
 
 // TestReconfigure applies reloaded configurations: names are added and
@@ -21,7 +22,7 @@ import (
 func TestReconfigure(t *testing.T) {
 	ca := newTestCA(t, "Reconfigure Test CA")
 	dir := t.TempDir()
-	op := writePair(t, dir, "op", ca.leaf(t, leafOpts{}, "op.test"), ca)
+	op := writePair(t, dir, "op", ca.MustIssue(t, testpki.Options{}, "op.test"))
 	mt := NewMetrics()
 	m, err := New(internalConfig(), t.TempDir(), zaptest.NewLogger(t), WithMetrics(mt))
 	if err != nil {
@@ -46,7 +47,7 @@ func TestReconfigure(t *testing.T) {
 		t.Errorf("Missing = %v after Reconfigure", missing)
 	}
 	addr := serveTLS(t, m.ServerTLSConfig("a.test"))
-	cs, err := handshake(t, addr, &tls.Config{ServerName: "op.test", RootCAs: poolOf(t, ca.pem)})
+	cs, err := handshake(t, addr, &tls.Config{ServerName: "op.test", RootCAs: poolOf(t, ca.PEM)})
 	if err != nil {
 		t.Fatalf("op.test after Reconfigure: %v", err)
 	}
@@ -86,7 +87,7 @@ func TestReconfigure(t *testing.T) {
 func TestMetricsCollect(t *testing.T) {
 	ca := newTestCA(t, "Metrics Test CA")
 	notAfter := time.Now().Add(48 * time.Hour).Truncate(time.Second)
-	op := writePair(t, t.TempDir(), "op", ca.leaf(t, leafOpts{notAfter: notAfter}, "op.test"), ca)
+	op := writePair(t, t.TempDir(), "op", ca.MustIssue(t, testpki.Options{NotAfter: notAfter}, "op.test"))
 	mt := NewMetrics()
 	reg := prometheus.NewPedanticRegistry()
 	if err := reg.Register(mt); err != nil {

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/gateway-project/gateway/configs"
+	"github.com/gateway-project/gateway/internal/testpki"
 )
 
 func TestServerTLSPolicy(t *testing.T) {
@@ -26,11 +27,11 @@ func TestServerTLSPolicy(t *testing.T) {
 	// An RSA operator certificate, so that ECDHE-RSA and RSA key exchange
 	// suites are possible at all.
 	ca := newTestCA(t, "Policy Test CA")
-	rsaCert := writePair(t, t.TempDir(), "rsa", ca.leaf(t, leafOpts{key: keyRSAPKCS1}, "app.test"), ca)
+	rsaCert := writePair(t, t.TempDir(), "rsa", ca.MustIssue(t, testpki.Options{Key: testpki.RSA}, "app.test"))
 	mr := newManager(t, noneConfig(rsaCert), t.TempDir())
 	servers["rsa"] = serveTLS(t, mr.ServerTLSConfig("app.test"))
 	pool := poolOf(t, roots)
-	pool.AppendCertsFromPEM(ca.pem)
+	pool.AppendCertsFromPEM(ca.PEM)
 
 	tests := []struct {
 		name    string

@@ -3,18 +3,12 @@
 package main
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
-	"math/big"
-	"net"
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/gateway-project/gateway/internal/testpki"
 )
 
 // certFiles is the one server certificate every proxy under test serves
@@ -29,54 +23,16 @@ type certFiles struct {
 
 // writeCerts makes a throwaway CA and a leaf signed by it in dir.
 func writeCerts(dir string) (certFiles, error) {
-	now := time.Now()
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	o := testpki.Options{NotAfter: time.Now().Add(7 * 24 * time.Hour)}
+	ca, err := testpki.NewCA("gateway bench CA", o)
 	if err != nil {
 		return certFiles{}, err
 	}
-	caTmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "gateway bench CA"},
-		NotBefore:             now.Add(-time.Hour),
-		NotAfter:              now.Add(7 * 24 * time.Hour),
-		KeyUsage:              x509.KeyUsageCertSign,
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, caKey.Public(), caKey)
+	leaf, err := ca.Issue(o, "localhost", "127.0.0.1")
 	if err != nil {
 		return certFiles{}, err
 	}
-	ca, err := x509.ParseCertificate(caDER)
-	if err != nil {
-		return certFiles{}, err
-	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return certFiles{}, err
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(2),
-		Subject:      pkix.Name{CommonName: "localhost"},
-		DNSNames:     []string{"localhost"},
-		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
-		NotBefore:    now.Add(-time.Hour),
-		NotAfter:     now.Add(7 * 24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, key.Public(), caKey)
-	if err != nil {
-		return certFiles{}, err
-	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		return certFiles{}, err
-	}
-	rootPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER})
-	chainPEM := append(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), rootPEM...)
-	keyPEM := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER})
-
+	chainPEM := leaf.ChainPEM()
 	f := certFiles{
 		root:     filepath.Join(dir, "root.pem"),
 		cert:     filepath.Join(dir, "cert.pem"),
@@ -84,10 +40,10 @@ func writeCerts(dir string) (certFiles, error) {
 		combined: filepath.Join(dir, "combined.pem"),
 	}
 	for path, data := range map[string][]byte{
-		f.root:     rootPEM,
+		f.root:     ca.PEM,
 		f.cert:     chainPEM,
-		f.key:      keyPEM,
-		f.combined: append(append([]byte{}, chainPEM...), keyPEM...),
+		f.key:      leaf.KeyPEM,
+		f.combined: append(append([]byte{}, chainPEM...), leaf.KeyPEM...),
 	} {
 		if err := os.WriteFile(path, data, 0o600); err != nil {
 			return certFiles{}, fmt.Errorf("writing %s: %w", path, err)

@@ -19,6 +19,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/gateway-project/gateway/internal/testkit"
 )
 
 type options struct {
@@ -146,12 +148,12 @@ func run(ctx context.Context, o options, stdout io.Writer) error {
 		if err := os.MkdirAll(o.profileDir, 0o755); err != nil {
 			return err
 		}
-		port, err := freePort()
+		port, err := testkit.FreePort()
 		if err != nil {
 			return err
 		}
 		b.pprof = fmt.Sprintf("127.0.0.1:%d", port)
-		if port, err = freePort(); err != nil {
+		if port, err = testkit.FreePort(); err != nil {
 			return err
 		}
 		b.pprof2 = fmt.Sprintf("127.0.0.1:%d", port)

@@ -147,17 +147,6 @@ func readyWords(line string) (map[string]string, bool) {
 	return facts, true
 }
 
-// freePort returns a loopback port that was free a moment ago, for peers
-// whose configuration must name their port.
-func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
-}
-
 // waitTLS polls addr until a TLS handshake succeeds: the readiness check of
 // peers that print nothing when ready.
 func waitTLS(ctx context.Context, c *child, addr string, timeout time.Duration) error {

@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"time"
+
+	"github.com/gateway-project/gateway/internal/testkit"
 )
 
 // bench is what every test shares: the work directory, the certificate, the
@@ -72,7 +74,7 @@ func (b *bench) startServer(ctx context.Context, name string) (*server, error) {
 		}
 		return &server{name: name, addr: facts["https"], proc: c}, nil
 	}
-	port, err := freePort()
+	port, err := testkit.FreePort()
 	if err != nil {
 		return nil, err
 	}

@@ -3,6 +3,7 @@ package lifecycle
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math"
 	"net"
 	"runtime/debug"
@@ -14,6 +15,7 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/gateway-project/gateway/configs"
+	"github.com/gateway-project/gateway/internal/testkit"
 	"github.com/gateway-project/gateway/sqltunnel"
 )
 
@@ -103,13 +105,7 @@ func (h *harness) reload(mutate func(*configs.Config)) error {
 // freeAddr is a loopback address nothing listens on (as of now).
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
+	return fmt.Sprintf("127.0.0.1:%d", testkit.MustFreePort(t))
 }
 
 // takenAddr is a loopback address the test holds until it ends.
