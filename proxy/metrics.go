@@ -61,8 +61,7 @@ type Metrics struct {
 
 	set metricset.Set // the parts above, listed once
 
-	mu      sync.Mutex
-	servers map[*Server]struct{}
+	servers metricset.Live[*Server]
 
 	// sites holds each site's pre-bound series (siteMetrics), by name.
 	sites sync.Map
@@ -182,7 +181,6 @@ func newMetrics() *Metrics {
 			"1 while the upstream is healthy (active and passive checks), else 0.", []string{"site", "upstream"}, nil),
 		upInFlight: prometheus.NewDesc("gateway_http_upstream_requests_in_flight",
 			"Requests in progress to the upstream.", []string{"site", "upstream"}, nil),
-		servers: map[*Server]struct{}{},
 	}
 }
 
@@ -197,8 +195,7 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 	healthy := map[key]float64{}
 	upInFlight := map[key]int64{}
 	now := time.Now().UnixNano()
-	m.mu.Lock()
-	for s := range m.servers {
+	m.servers.Each(func(s *Server) {
 		inFlight += int64(s.inflight.count())
 		conns += s.conns.Load()
 		for _, st := range s.gen.Load().sites {
@@ -212,8 +209,7 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 				upInFlight[k] += u.inflight.Load()
 			}
 		}
-	}
-	m.mu.Unlock()
+	})
 	ch <- prometheus.MustNewConstMetric(m.inFlight, prometheus.GaugeValue, float64(inFlight))
 	ch <- prometheus.MustNewConstMetric(m.connsActive, prometheus.GaugeValue, float64(conns))
 	for k, v := range healthy {
@@ -226,18 +222,14 @@ func (m *Metrics) attach(s *Server) {
 	if m == nil {
 		return
 	}
-	m.mu.Lock()
-	m.servers[s] = struct{}{}
-	m.mu.Unlock()
+	m.servers.Attach(s)
 }
 
 func (m *Metrics) detach(s *Server) {
 	if m == nil {
 		return
 	}
-	m.mu.Lock()
-	delete(m.servers, s)
-	m.mu.Unlock()
+	m.servers.Detach(s)
 }
 
 // request records one finished request of site s, carried by TLS version

@@ -3,7 +3,6 @@ package sqltunnel
 import (
 	"strconv"
 	"strings"
-	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -56,8 +55,7 @@ type Metrics struct {
 	active      *prometheus.Desc
 	upstreamUp  *prometheus.Desc
 
-	mu        sync.Mutex
-	listeners map[*Listener]struct{} // serving or retired with sessions left
+	listeners metricset.Live[*Listener] // serving or retired with sessions left
 }
 
 // NewMetrics creates the collector; nothing is registered anywhere.
@@ -88,7 +86,6 @@ func NewMetrics() *Metrics {
 			"TDS client connections open now, by listener.", []string{"listener"}, nil),
 		upstreamUp: prometheus.NewDesc("gateway_tds_upstream_up",
 			"1 unless the last connection attempt to the listener's SQL Server failed (passive check).", []string{"listener"}, nil),
-		listeners: map[*Listener]struct{}{},
 	}
 	m.set = metricset.Set{Parts: []prometheus.Collector{m.connections, m.logins, m.loginsTLS, m.refusals, m.bytes, m.handshakes}, Descs: []*prometheus.Desc{m.active, m.upstreamUp}}
 	return m
@@ -104,8 +101,7 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 	m.set.Collect(ch)
 	active := map[string]int64{}
 	up := map[string]float64{}
-	m.mu.Lock()
-	for l := range m.listeners {
+	m.listeners.Each(func(l *Listener) {
 		active[l.cfg.Name] += l.active.Load()
 		if !l.retired.Load() {
 			v := 1.0
@@ -114,8 +110,7 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 			}
 			up[l.cfg.Name] = v
 		}
-	}
-	m.mu.Unlock()
+	})
 	for name, n := range active {
 		ch <- prometheus.MustNewConstMetric(m.active, prometheus.GaugeValue, float64(n), name)
 	}
@@ -129,18 +124,14 @@ func (m *Metrics) attach(l *Listener) {
 	if m == nil {
 		return
 	}
-	m.mu.Lock()
-	m.listeners[l] = struct{}{}
-	m.mu.Unlock()
+	m.listeners.Attach(l)
 }
 
 func (m *Metrics) detach(l *Listener) {
 	if m == nil {
 		return
 	}
-	m.mu.Lock()
-	delete(m.listeners, l)
-	m.mu.Unlock()
+	m.listeners.Detach(l)
 }
 
 // byteCounters returns the listener's counters of bytes to the upstream and

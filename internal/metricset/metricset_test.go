@@ -40,3 +40,18 @@ func TestSetDescribesVectorsWithoutChildren(t *testing.T) {
 		t.Errorf("%d descriptors, want the vector's and the computed one", n)
 	}
 }
+
+// TestLive: parts attached are visited until detached; the zero value works.
+func TestLive(t *testing.T) {
+	var l Live[string]
+	l.Each(func(string) { t.Error("an empty set visits a part") })
+	l.Attach("old")
+	l.Attach("new")
+	l.Attach("new")
+	l.Detach("old")
+	var seen []string
+	l.Each(func(p string) { seen = append(seen, p) })
+	if len(seen) != 1 || seen[0] != "new" {
+		t.Errorf("visited %v, want [new]", seen)
+	}
+}

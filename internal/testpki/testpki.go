@@ -106,27 +106,18 @@ func NewCA(name string, o Options) (*CA, error) {
 // Issue makes a certificate for names (DNS names or IP addresses; at least
 // one) signed by ca.
 func (ca *CA) Issue(o Options, names ...string) (*Cert, error) {
-	if len(names) == 0 {
-		return nil, errors.New("testpki: a certificate needs at least one name")
-	}
-	key, keyPEM, err := newKey(o.Key)
-	if err != nil {
-		return nil, err
-	}
-	tmpl, err := template(o, names)
-	if err != nil {
-		return nil, err
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, key.Public(), ca.Key)
-	if err != nil {
-		return nil, fmt.Errorf("testpki: creating certificate for %v: %w", names, err)
-	}
-	return newCert(der, key, keyPEM, ca.Cert.Raw)
+	return issue(o, names, ca.Cert, ca.Key)
 }
 
 // SelfSigned makes a certificate for names that is its own CA: a client
 // trusts it by trusting the certificate itself.
 func SelfSigned(o Options, names ...string) (*Cert, error) {
+	return issue(o, names, nil, nil)
+}
+
+// issue makes a certificate for names signed by parent's key, or by its own
+// (then it is a CA too) when parent is nil.
+func issue(o Options, names []string, parent *x509.Certificate, parentKey crypto.Signer) (*Cert, error) {
 	if len(names) == 0 {
 		return nil, errors.New("testpki: a certificate needs at least one name")
 	}
@@ -138,13 +129,19 @@ func SelfSigned(o Options, names ...string) (*Cert, error) {
 	if err != nil {
 		return nil, err
 	}
-	tmpl.KeyUsage |= x509.KeyUsageCertSign
-	tmpl.BasicConstraintsValid, tmpl.IsCA = true, true
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
-	if err != nil {
-		return nil, fmt.Errorf("testpki: creating self-signed certificate for %v: %w", names, err)
+	var issuerDER []byte
+	if parent == nil {
+		tmpl.KeyUsage |= x509.KeyUsageCertSign
+		tmpl.BasicConstraintsValid, tmpl.IsCA = true, true
+		parent, parentKey = tmpl, key
+	} else {
+		issuerDER = parent.Raw
 	}
-	return newCert(der, key, keyPEM, nil)
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, key.Public(), parentKey)
+	if err != nil {
+		return nil, fmt.Errorf("testpki: creating certificate for %v: %w", names, err)
+	}
+	return newCert(der, key, keyPEM, issuerDER)
 }
 
 // TLS is the certificate for a crypto/tls server or client: the leaf
