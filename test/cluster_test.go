@@ -215,7 +215,8 @@ func newGatedRelay(t *testing.T, port int, targets []string, startOpen bool) *ga
 	if err != nil {
 		t.Fatal(err)
 	}
-	g := &gatedRelay{ln: ln, targets: targets, open: make(chan struct{})}
+	// A copy: the test drops a killed gateway from its own list meanwhile.
+	g := &gatedRelay{ln: ln, targets: append([]string(nil), targets...), open: make(chan struct{})}
 	if startOpen {
 		g.release()
 	}
