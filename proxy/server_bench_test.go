@@ -46,7 +46,10 @@ func BenchmarkProxyRequest(b *testing.B) {
 	b.Cleanup(func() {
 		cancel()
 		select {
-		case <-done:
+		case err := <-done:
+			if err != nil {
+				b.Error(err)
+			}
 		case <-time.After(30 * time.Second):
 			b.Error("Serve did not return")
 		}
@@ -140,7 +143,10 @@ func benchServer(b *testing.B, upstream string) *Server {
 	b.Cleanup(func() {
 		cancel()
 		select {
-		case <-done:
+		case err := <-done:
+			if err != nil {
+				b.Error(err)
+			}
 		case <-time.After(30 * time.Second):
 			b.Error("Serve did not return")
 		}

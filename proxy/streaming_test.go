@@ -36,7 +36,8 @@ func TestStalledClientIsCut(t *testing.T) {
 	}
 	// Read nothing more.
 	select {
-	case <-ended:
+	case err := <-ended:
+		t.Logf("the upstream's write ended: %v", err) // a write error is the point
 	case <-time.After(30 * time.Second):
 		t.Fatal("the upstream download still runs although the client stopped reading")
 	}

@@ -56,7 +56,12 @@ func TestRetireHandsOverSocket(t *testing.T) {
 	nextCtx, stopNext := context.WithCancel(context.Background())
 	nextDone := make(chan error, 1)
 	go func() { nextDone <- next.Serve(nextCtx) }()
-	defer func() { stopNext(); <-nextDone }()
+	defer func() {
+		stopNext()
+		if err := <-nextDone; err != nil {
+			t.Errorf("the next listener's Serve: %v", err)
+		}
+	}()
 
 	// New connections go to the new listener, on the same address.
 	fresh := old.open(t, nil)
@@ -148,7 +153,9 @@ func TestMetrics(t *testing.T) {
 	if got := testutil.ToFloat64(m.loginsTLS.WithLabelValues("strict", "1.2", "none", string(outcomeRefused))); got != 1 {
 		t.Errorf("logins_tls{strict,1.2,none,refused} = %v, want 1", got)
 	}
-	gs.stop()
+	if err := gs.stop(); err != nil {
+		t.Errorf("stopping the strict listener: %v", err)
+	}
 	if got := testutil.ToFloat64(m.handshakes.WithLabelValues("crm", "1.2", "ok")); got != 2 {
 		t.Errorf("handshakes{1.2,ok} = %v, want 2", got)
 	}
@@ -160,7 +167,9 @@ func TestMetrics(t *testing.T) {
 	if n, err := testutil.GatherAndCount(reg, "gateway_tds_connections_active", "gateway_tds_upstream_up"); err != nil || n != 2 {
 		t.Errorf("live gauges: %d series, %v", n, err)
 	}
-	g.stop()
+	if err := g.stop(); err != nil {
+		t.Errorf("stopping the listener: %v", err)
+	}
 	// Every connection ended: each is counted once with its outcome. Without
 	// encrypt=, go-mssqldb asks for login-only encryption (OFF); the gateway
 	// answered REQ and the whole session was encrypted.

@@ -35,7 +35,7 @@ func TestIISWebSocketAndEvents(t *testing.T) {
 		if err != nil {
 			t.Fatalf("dial through the gateway: %v (%v)", err, resp)
 		}
-		defer c.CloseNow()
+		defer func() { _ = c.CloseNow() }()
 		for i := range 20 {
 			msg := fmt.Sprintf(`{"H":"chatHub","M":"send","A":["message %d"]}`, i)
 			if err := c.Write(ctx, websocket.MessageText, []byte(msg)); err != nil {

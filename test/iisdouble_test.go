@@ -277,7 +277,7 @@ func (d *iisDouble) websocket(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		return
 	}
-	defer c.CloseNow()
+	defer func() { _ = c.CloseNow() }()
 	c.SetReadLimit(4 << 20)
 	for {
 		typ, data, err := c.Read(r.Context())

@@ -122,7 +122,7 @@ func TestACMEPebble(t *testing.T) {
 				}
 				challengeHandler.ServeHTTP(w, r)
 			})}
-			go hs.Serve(httpLn)
+			go func() { _ = hs.Serve(httpLn) }() // ends with hs.Close
 			t.Cleanup(func() { hs.Close() })
 			tlsCfg := m.ServerTLSConfig("localhost", "http/1.1")
 			getCert := tlsCfg.GetCertificate
@@ -133,7 +133,7 @@ func TestACMEPebble(t *testing.T) {
 				return getCert(hello)
 			}
 			tlsSrv := &http.Server{Handler: http.NotFoundHandler(), TLSConfig: tlsCfg, ReadHeaderTimeout: 5 * time.Second}
-			go tlsSrv.ServeTLS(httpsLn, "", "")
+			go func() { _ = tlsSrv.ServeTLS(httpsLn, "", "") }() // ends with tlsSrv.Close
 			t.Cleanup(func() { tlsSrv.Close() })
 
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -240,8 +240,8 @@ func startPebble(t *testing.T, bin string, httpPort, tlsPort int, opts ...pebble
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait() // killed: the exit status says so
 	})
 	testkit.EventuallyTrue(t, "pebble to serve its directory", func() bool {
 		resp, err := p.client.Get(p.dir)

@@ -330,7 +330,7 @@ func TestDNS01Fallback(t *testing.T) {
 		t.Fatal(err)
 	}
 	hs := &http.Server{ReadHeaderTimeout: 5 * time.Second, Handler: m.HTTPChallengeHandler(nil)}
-	go hs.Serve(httpLn)
+	go func() { _ = hs.Serve(httpLn) }() // ends with hs.Close
 	t.Cleanup(func() { hs.Close() })
 
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)

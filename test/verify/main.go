@@ -4,7 +4,7 @@
 //
 // Steps, in order (select with -steps):
 //
-//	lint   gofmt, go vet, GOOS=windows build, staticcheck (make lint)
+//	lint   gofmt, go vet, GOOS=windows build, staticcheck, golangci-lint (make lint)
 //	test   go test -race ./... with the big variants (GATEWAY_E2E_BIG=1);
 //	       the fast proofs (test/proof_*: hostile TDS and HTTP input,
 //	       downgrade relay, SQL TLS posture, log hygiene) add their rows
@@ -145,7 +145,7 @@ func (v *verifier) command(ctx context.Context, logName string, env []string, na
 
 func (v *verifier) lint() {
 	out, err := v.command(context.Background(), "lint.log", nil, "make", "lint")
-	r := row{Check: "lint: gofmt, go vet ./..., GOOS=windows go build ./..., staticcheck (Linux and Windows)", Verdict: "PASS", Figure: "clean"}
+	r := row{Check: "lint: gofmt, vet, GOOS=windows build, staticcheck, golangci-lint (Linux and Windows)", Verdict: "PASS", Figure: "clean"}
 	if err != nil {
 		r.Verdict, r.Figure = "FAIL", lastLines(out, 3)
 	}
