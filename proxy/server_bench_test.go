@@ -31,29 +31,7 @@ func BenchmarkProxyRequest(b *testing.B) {
 		_, _ = w.Write(body)
 	}))
 	b.Cleanup(up.Close)
-	cfg := oneSite(up.URL)
-	cfg.Listen = "127.0.0.1:0"
-	srv, err := New(cfg, serverTLS(), zap.NewNop())
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := srv.Listen(); err != nil {
-		b.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx) }()
-	b.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				b.Error(err)
-			}
-		case <-time.After(30 * time.Second):
-			b.Error("Serve did not return")
-		}
-	})
+	srv := serveForBench(b, up.URL, zap.NewNop())
 	tlsCfg := clientTLS()
 	tlsCfg.ServerName = "app.example.com"
 	tlsCfg.NextProtos = []string{"http/1.1"}
@@ -126,11 +104,17 @@ func BenchmarkProxiedRequest(b *testing.B) {
 // ends, as the gateway runs it: metrics on, and the access log encoded as
 // JSON at info (written to io.Discard).
 func benchServer(b *testing.B, upstream string) *Server {
-	cfg := oneSite(upstream)
-	cfg.Listen = "127.0.0.1:0"
 	enc := zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig())
 	logger := zap.New(zapcore.NewCore(enc, zapcore.AddSync(io.Discard), zapcore.InfoLevel))
-	srv, err := New(cfg, serverTLS(), logger, WithMetrics(NewMetrics()))
+	return serveForBench(b, upstream, logger, WithMetrics(NewMetrics()))
+}
+
+// serveForBench runs a Server with one site on upstream until the benchmark
+// ends.
+func serveForBench(b *testing.B, upstream string, logger *zap.Logger, opts ...Option) *Server {
+	cfg := oneSite(upstream)
+	cfg.Listen = "127.0.0.1:0"
+	srv, err := New(cfg, serverTLS(), logger, opts...)
 	if err != nil {
 		b.Fatal(err)
 	}
