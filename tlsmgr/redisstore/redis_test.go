@@ -3,15 +3,18 @@ package redisstore
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/gateway-project/gateway/internal/testkit"
+	"github.com/gateway-project/gateway/internal/testpki"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -24,6 +27,13 @@ type redisServer struct {
 
 func startRedis(t *testing.T) *redisServer {
 	t.Helper()
+	return startRedisWith(t, nil, func(port int) []string { return []string{"--port", strconv.Itoa(port)} })
+}
+
+// startRedisWith starts redis-server with the arguments listen gives for a
+// free port, and waits until a client with tlsConfig (nil: plain) answers.
+func startRedisWith(t *testing.T, tlsConfig *tls.Config, listen func(port int) []string) *redisServer {
+	t.Helper()
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
 		if os.Getenv("CI") == "true" {
@@ -31,15 +41,11 @@ func startRedis(t *testing.T) *redisServer {
 		}
 		t.Skip("redis-server not found: install the Debian package redis-server")
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	_ = ln.Close()
+	port := testkit.MustFreePort(t)
 	dir := t.TempDir()
-	cmd := exec.Command(bin, "--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+	args := append(listen(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
 		"--dir", dir, "--protected-mode", "yes")
+	cmd := exec.Command(bin, args...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
@@ -50,15 +56,14 @@ func startRedis(t *testing.T) *redisServer {
 		_ = cmd.Wait()
 	})
 	s := &redisServer{addr: fmt.Sprintf("127.0.0.1:%d", port), cmd: cmd}
-	c := redis.NewClient(&redis.Options{Addr: s.addr})
+	c := redis.NewClient(&redis.Options{Addr: s.addr, TLSConfig: tlsConfig})
 	defer c.Close()
-	deadline := time.Now().Add(20 * time.Second)
-	for c.Ping(context.Background()).Err() != nil {
-		if time.Now().After(deadline) {
-			t.Fatalf("redis-server did not answer on %s:\n%s", s.addr, out.String())
+	testkit.Eventually(t, 20*time.Second, "redis-server on "+s.addr, func() error {
+		if err := c.Ping(context.Background()).Err(); err != nil {
+			return fmt.Errorf("%w\n%s", err, out.String())
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return nil
+	})
 	return s
 }
 
@@ -218,4 +223,69 @@ func (w *lineWaiter) Write(p []byte) (int, error) {
 		close(w.found)
 	}
 	return len(p), nil
+}
+
+// TestRedisTLS: rediss:// reaches a redis-server that only speaks TLS
+// (ElastiCache with in-transit encryption), verifying its certificate
+// against storage_redis.ca_file; a server signed by another CA, one the
+// system roots do not know, and plain redis:// to the TLS port are each
+// refused at Open, so a gateway never starts on a store it cannot trust.
+func TestRedisTLS(t *testing.T) {
+	ca := testpki.MustCA(t, "Redis test CA", testpki.Options{})
+	leaf := ca.MustIssue(t, testpki.Options{}, "127.0.0.1", "localhost")
+	dir := t.TempDir()
+	write := func(name string, data []byte) string {
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	caFile := write("ca.pem", ca.PEM)
+	otherCA := write("other.pem", testpki.MustCA(t, "Other CA", testpki.Options{}).PEM)
+	certFile, keyFile := write("redis.crt", leaf.ChainPEM()), write("redis.key", leaf.KeyPEM)
+	r := startRedisWith(t, &tls.Config{RootCAs: ca.Pool(), ServerName: "127.0.0.1"}, func(port int) []string {
+		return []string{"--port", "0", "--tls-port", strconv.Itoa(port), "--tls-cert-file", certFile,
+			"--tls-key-file", keyFile, "--tls-ca-cert-file", caFile, "--tls-auth-clients", "no"}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	tlsURL := "rediss://" + r.addr + "/0"
+
+	s, err := Open(ctx, Config{URL: tlsURL, Key: testKey, Prefix: "gwtls", CAFile: caFile}, nil)
+	if err != nil {
+		t.Fatalf("rediss:// with the right ca_file: %v", err)
+	}
+	defer s.Close()
+	if err := s.Store(ctx, "certificates/app.test.key", []byte("sealed over TLS")); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := s.Load(ctx, "certificates/app.test.key"); err != nil || string(v) != "sealed over TLS" {
+		t.Fatalf("Load over TLS: %q, %v", v, err)
+	}
+
+	for _, tc := range []struct {
+		name string
+		cfg  Config
+		want string
+	}{
+		{"ca_file of another CA", Config{URL: tlsURL, CAFile: otherCA}, "certificate"},
+		{"system roots", Config{URL: tlsURL}, "certificate"},
+		{"plain redis:// to the TLS port", Config{URL: "redis://" + r.addr + "/0"}, ""},
+		{"ca_file without TLS", Config{URL: "redis://" + r.addr + "/0", CAFile: caFile}, "only for rediss://"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.cfg.Key, tc.cfg.Prefix = testKey, "gwtls"
+			octx, ocancel := context.WithTimeout(ctx, 10*time.Second)
+			defer ocancel()
+			s, err := Open(octx, tc.cfg, nil)
+			if err == nil {
+				_ = s.Close()
+				t.Fatal("Open succeeded")
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error %q, want it to mention %q", err, tc.want)
+			}
+		})
+	}
 }
