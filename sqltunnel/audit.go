@@ -24,6 +24,7 @@ type auditRecord struct {
 
 	login      *tds.Login7
 	loginStart time.Time
+	steps      loginSteps
 
 	upstreamTLS *tls.ConnectionState
 	// routedTo is the server the configured upstream routed the login to
@@ -49,7 +50,47 @@ func (a *auditRecord) refusal(r *refusal) {
 func (a *auditRecord) upstream(u *upstream) {
 	if u != nil {
 		a.upstreamTLS = u.tlsState
+		if !u.securedAt.IsZero() {
+			a.steps.upstreamTLS = u.securedAt.Sub(u.s.start)
+		}
 	}
+}
+
+// loginSteps are when each step of a login ended, counted from the moment
+// the client's connection was accepted (0: not reached). The "sql login"
+// line carries them as steps_ms, so that a slow login shows where its time
+// went: the upstream's TCP connect and PRELOGIN round trip (before the
+// client's PRELOGIN can be answered: the answer carries the server's
+// options), the client's TLS handshake and, meanwhile on a helper
+// goroutine, the upstream's; the client's LOGIN7; how long the session then
+// waited for the upstream; the upstream's reply to the login.
+type loginSteps struct {
+	upstreamPrelogin time.Duration
+	clientTLS        time.Duration
+	upstreamTLS      time.Duration
+	login7           time.Duration
+	upstreamWait     time.Duration // a length of time, not a moment
+	loginReply       time.Duration
+}
+
+func (st *loginSteps) fields() []zap.Field {
+	var f []zap.Field
+	for _, s := range []struct {
+		name string
+		d    time.Duration
+	}{
+		{"upstream_prelogin", st.upstreamPrelogin},
+		{"client_tls", st.clientTLS},
+		{"upstream_tls", st.upstreamTLS},
+		{"login7", st.login7},
+		{"upstream_wait", st.upstreamWait},
+		{"login_reply", st.loginReply},
+	} {
+		if s.d > 0 {
+			f = append(f, zap.Float64(s.name, float64(s.d.Microseconds())/1000))
+		}
+	}
+	return f
 }
 
 // loginDone records the upstream's final login reply: a LOGINACK, or its
@@ -138,6 +179,9 @@ func (s *session) logLogin() {
 		f = append(f, zap.Int("negotiated_packet_size", a.packetSize))
 	}
 	f = append(f, zap.Duration("login_duration", time.Since(a.loginStart)))
+	if st := a.steps.fields(); len(st) > 0 {
+		f = append(f, zap.Dict("steps_ms", st...))
+	}
 	s.log.Info("sql login", f...)
 	s.l.opts.metrics.login(s.l.cfg.Name, a.outcome, tlsLabel(a.clientTLS), tlsLabel(a.upstreamTLS), a.errorNumber)
 }

@@ -70,6 +70,7 @@ func (s *session) readLogin7(client leg) (*clientLogin, error) {
 	}
 	c.msg = msg
 	s.audit.loginStart = start
+	s.audit.steps.login7 = time.Since(s.start)
 	login, err := tds.ParseLogin7(msg.Payload)
 	if err != nil {
 		return c, malformedLogin(err)
@@ -82,7 +83,9 @@ func (s *session) readLogin7(client leg) (*clientLogin, error) {
 // upstreamReady waits for the upstream's handshake and verification to
 // finish, and returns the upstream or the refusal its failure calls for.
 func (s *session) upstreamReady(p *pending) (*upstream, error) {
+	waitStart := time.Now()
 	u := p.wait()
+	s.audit.steps.upstreamWait = time.Since(waitStart)
 	s.audit.upstream(u)
 	if u.err != nil {
 		return nil, u.err
@@ -156,6 +159,7 @@ func (s *session) loginExchange(client leg, u *upstream, c *clientLogin) (*login
 			return nil, channelBindingRefused(u.addr, reply.err)
 		}
 		if r.final {
+			s.audit.steps.loginReply = time.Since(s.start)
 			s.audit.loginDone(&reply)
 			s.logLogin()
 		}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"time"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -100,6 +101,9 @@ func (s *session) negotiate(ctx context.Context, conn net.Conn, dialing *pending
 		up.dial(ctx)
 	}
 	up.prelogin(ctx, pl)
+	if up != nil && up.err == nil {
+		s.audit.steps.upstreamPrelogin = time.Since(s.start)
+	}
 	if err := s.answerPrelogin(conn, n.answer, pl, up); err != nil {
 		return nil, err
 	}
@@ -148,6 +152,7 @@ func (s *session) clientTLS8(hctx context.Context, pc *peekConn) (leg, error) {
 
 // handshakeDone records a client handshake that succeeded.
 func (s *session) handshakeDone(tc *tls.Conn) {
+	s.audit.steps.clientTLS = time.Since(s.start)
 	cs := tc.ConnectionState()
 	s.audit.clientTLS = &cs
 	s.l.opts.metrics.handshake(s.l.cfg.Name, tlsmgr.HandshakeVersion(cs.Version), tlsmgr.HandshakeOK)

@@ -39,6 +39,8 @@ type upstream struct {
 	reply    *tds.Prelogin
 	tlsState *tls.ConnectionState
 	err      *refusal
+
+	securedAt time.Time // when its TLS handshake ended
 }
 
 // newUpstream is the configured upstream, not yet dialled.
@@ -202,6 +204,7 @@ func (u *upstream) secure(ctx context.Context) {
 // disabled, says so on every connection with the fingerprint the operator
 // can pin instead.
 func (u *upstream) established(tc *tls.Conn) {
+	u.securedAt = time.Now()
 	u.conn = tc
 	cs := tc.ConnectionState()
 	u.tlsState = &cs
