@@ -20,7 +20,8 @@ func TestLoginSteps(t *testing.T) {
 			if err := selectOne(testCtx(t), g.open(t, map[string]string{"encrypt": mode})); err != nil {
 				t.Fatal(err)
 			}
-			e := g.logs.waitMsg(t, "sql login", map[string]any{"outcome": "ok", "client_tls_version": tlsName(mode)})
+			dialect := map[string]string{"true": "tds7", "strict": "tds8"}[mode]
+			e := g.logs.waitMsg(t, "sql login", map[string]any{"outcome": "ok", "dialect": dialect})
 			steps, ok := e.ContextMap()["steps_ms"].(map[string]any)
 			if !ok {
 				t.Fatalf("no steps_ms in %v", e.ContextMap())
@@ -47,11 +48,4 @@ func TestLoginSteps(t *testing.T) {
 			}
 		})
 	}
-}
-
-func tlsName(mode string) string {
-	if mode == "strict" {
-		return "TLS 1.3"
-	}
-	return "TLS 1.2"
 }

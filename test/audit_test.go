@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/gateway-project/gateway/internal/testkit"
+	"github.com/gateway-project/gateway/internal/testpki"
 	"github.com/gateway-project/gateway/sqltunnel/tdstest"
 )
 
@@ -136,7 +137,7 @@ func demoTraffic(t *testing.T, info demoInfo) {
 		t.Fatal(err)
 	}
 	_, port, _ := net.SplitHostPort(strings.TrimSuffix(strings.TrimPrefix(info.HTTPSURL, "https://"), "/"))
-	client := httpsClient(certPool(t, rootPEM), "localhost", net.JoinHostPort("127.0.0.1", port))
+	client := httpsClient(testpki.MustPoolOf(t, rootPEM), "localhost", net.JoinHostPort("127.0.0.1", port))
 	resp, err := client.Get(info.HTTPSURL)
 	if err != nil {
 		t.Fatal(err)

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/gateway-project/gateway/internal/testkit"
+	"github.com/gateway-project/gateway/internal/testpki"
 )
 
 // Several gateways sharing one Redis (Debian's redis-server, started here
@@ -136,7 +137,7 @@ func TestClusterInternalCA(t *testing.T) {
 			t.Fatalf("gateway %d prints another root than gateway 1", i+1)
 		}
 	}
-	pool := certPool(t, roots[0])
+	pool := testpki.MustPoolOf(t, roots[0])
 	for i, g := range gws {
 		if _, err := handshake(g.httpsAddr, "app.cluster.test", pool); err != nil {
 			t.Errorf("gateway %d: its certificate does not verify against the shared root: %v", i+1, err)
@@ -328,7 +329,7 @@ func TestClusterACME(t *testing.T) {
 				ready := p.waitLog(t, 120*time.Second, `"gateway ready"`, msgIs("gateway ready"))
 				members = append(members, member{g: &gateway{proc: p, httpsAddr: ready.str("https_addr")}, redirect: redirects[i]})
 			}
-			roots := certPool(t, pb.issuingRoot(t))
+			roots := testpki.MustPoolOf(t, pb.issuingRoot(t))
 			var serial string
 			for i, m := range members {
 				st, err := handshake(m.g.httpsAddr, acmeName, roots)
@@ -376,7 +377,7 @@ func TestClusterRedisDown(t *testing.T) {
 	serials := map[int]string{}
 	check := func(when string) {
 		for i, g := range gws {
-			st, err := handshake(g.httpsAddr, sqlHost, certPool(t, mustRead(t, g.rootFile)))
+			st, err := handshake(g.httpsAddr, sqlHost, testpki.MustPoolOf(t, mustRead(t, g.rootFile)))
 			if err != nil {
 				t.Fatalf("%s: gateway %d HTTPS: %v", when, i+1, err)
 			}

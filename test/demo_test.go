@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/gateway-project/gateway/internal/testkit"
+	"github.com/gateway-project/gateway/internal/testpki"
 )
 
 // demoInfo is DIR/demo.json as `gateway demo` writes it (docs/architecture.md,
@@ -69,7 +70,7 @@ func TestDemo(t *testing.T) {
 	}
 
 	// The demo listens on 127.0.0.1; dial it there whatever localhost resolves to.
-	client := httpsClient(certPool(t, rootPEM), u.Hostname(), net.JoinHostPort("127.0.0.1", u.Port()))
+	client := httpsClient(testpki.MustPoolOf(t, rootPEM), u.Hostname(), net.JoinHostPort("127.0.0.1", u.Port()))
 	resp, err := client.Get(info.HTTPSURL)
 	if err != nil {
 		t.Fatalf("GET %s trusting only %s: %v", info.HTTPSURL, info.RootCA, err)

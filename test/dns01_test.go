@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/gateway-project/gateway/internal/testkit"
+	"github.com/gateway-project/gateway/internal/testpki"
 	"github.com/gateway-project/gateway/sqltunnel/tdstest"
 	"github.com/gateway-project/gateway/tlsmgr/rfc2136/bindtest"
 	"github.com/gateway-project/gateway/tlsmgr/route53/r53test"
@@ -84,7 +85,7 @@ func TestDNS01BIND(t *testing.T) {
 		ready := g.waitLog(t, 90*time.Second, `"gateway ready"`, msgIs("gateway ready"))
 		t.Logf("gateway ready with three DNS-01 certificates in %s", time.Since(start).Round(time.Millisecond))
 		rootPEM := pb.issuingRoot(t)
-		roots := certPool(t, rootPEM)
+		roots := testpki.MustPoolOf(t, rootPEM)
 		for name, want := range map[string]string{"app.internal.test": "app.internal.test", "ward7.internal.test": "*.internal.test"} {
 			state, err := handshake(ready.str("https_addr"), name, roots)
 			if err != nil {
@@ -215,7 +216,7 @@ func TestDNS01Route53(t *testing.T) {
 		"AWS_ACCESS_KEY_ID="+d.AccessKey, "AWS_SECRET_ACCESS_KEY="+d.SecretKey, "AWS_SESSION_TOKEN="+d.SessionToken,
 		"AWS_ENDPOINT_URL_ROUTE_53="+d.URL, "AWS_EC2_METADATA_DISABLED=true", "AWS_REGION=", "AWS_PROFILE=",
 		"AWS_CONFIG_FILE="+none, "AWS_SHARED_CREDENTIALS_FILE="+none)
-	state, err := handshake(g.httpsAddr, "ehr.clinic.example", certPool(t, pb.issuingRoot(t)))
+	state, err := handshake(g.httpsAddr, "ehr.clinic.example", testpki.MustPoolOf(t, pb.issuingRoot(t)))
 	if err != nil {
 		t.Fatalf("the wildcard certificate does not verify against pebble's root: %v", err)
 	}
@@ -265,7 +266,7 @@ func TestEABPebble(t *testing.T) {
 			env := []string{"E2E_TSIG_SECRET=" + bind.Secret, "E2E_EAB_MAC=" + tc.key}
 			if tc.ok {
 				g := startGateway(t, cfg.write(t), env...)
-				if _, err := handshake(g.httpsAddr, "eab.internal.test", certPool(t, pb.issuingRoot(t))); err != nil {
+				if _, err := handshake(g.httpsAddr, "eab.internal.test", testpki.MustPoolOf(t, pb.issuingRoot(t))); err != nil {
 					t.Errorf("certificate obtained with EAB does not verify: %v", err)
 				}
 				g.stop(t)

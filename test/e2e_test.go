@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/gateway-project/gateway/internal/testkit"
+	"github.com/gateway-project/gateway/internal/testpki"
 )
 
 // exportRoot runs `gateway ca root --config F --out FILE` and returns the PEM.
@@ -55,7 +56,7 @@ func TestHTTPSInternalCA(t *testing.T) {
 
 	// Exported before the first start: the CA is created on demand.
 	rootPEM := exportRoot(t, file)
-	roots := certPool(t, rootPEM)
+	roots := testpki.MustPoolOf(t, rootPEM)
 
 	g := startGateway(t, file)
 	// Headers a client might send to pass itself off as another address or
@@ -224,7 +225,7 @@ func TestDeadUpstream(t *testing.T) {
 	dead := closedPortAddr(t)
 	cfg := newConfig(t, "http://"+dead, "app.test")
 	file := cfg.write(t)
-	roots := certPool(t, exportRoot(t, file))
+	roots := testpki.MustPoolOf(t, exportRoot(t, file))
 	g := startGateway(t, file)
 	client := httpsClient(roots, "app.test", g.httpsAddr)
 
@@ -327,7 +328,7 @@ func TestSIGTERMDrains(t *testing.T) {
 	cfg := newConfig(t, hb.url, "app.test")
 	cfg.DrainTimeout = "20s"
 	file := cfg.write(t)
-	roots := certPool(t, exportRoot(t, file))
+	roots := testpki.MustPoolOf(t, exportRoot(t, file))
 	g := startGateway(t, file)
 	done := startHeldRequest(t, g, hb, roots)
 
@@ -372,7 +373,7 @@ func TestSIGTERMDrainTimeout(t *testing.T) {
 	cfg := newConfig(t, hb.url, "app.test")
 	cfg.DrainTimeout = "1s"
 	file := cfg.write(t)
-	roots := certPool(t, exportRoot(t, file))
+	roots := testpki.MustPoolOf(t, exportRoot(t, file))
 	g := startGateway(t, file)
 	done := startHeldRequest(t, g, hb, roots)
 
@@ -404,7 +405,7 @@ func TestSlowClientsCutOff(t *testing.T) {
 	backend := newEchoBackend(t, nil)
 	cfg := newConfig(t, backend.URL, "app.test")
 	file := cfg.write(t)
-	roots := certPool(t, exportRoot(t, file))
+	roots := testpki.MustPoolOf(t, exportRoot(t, file))
 	g := startGateway(t, file)
 
 	cases := []struct {

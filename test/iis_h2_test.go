@@ -16,6 +16,7 @@ import (
 	"time"
 
 	ntlmssp "github.com/Azure/go-ntlmssp"
+	"github.com/gateway-project/gateway/internal/testpki"
 )
 
 // curlResult is what one curl run reports: the status, the HTTP version
@@ -132,7 +133,7 @@ func TestIISHTTP2FirstContact(t *testing.T) {
 	if err := os.WriteFile(rootFile, rootPEM, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	roots := certPool(t, rootPEM)
+	roots := testpki.MustPoolOf(t, rootPEM)
 
 	g := startGateway(t, file)
 	r := curlHTTP2(t, curl, rootFile, g.httpsAddr, "intranet.test", "/whoami", `CORP\alice`, intranet.users["alice"])

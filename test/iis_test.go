@@ -18,6 +18,7 @@ import (
 	"time"
 
 	ntlmssp "github.com/Azure/go-ntlmssp"
+	"github.com/gateway-project/gateway/internal/testpki"
 )
 
 // These tests put the real gateway binary in front of iisDouble, a stand-in
@@ -32,7 +33,7 @@ func iisGateway(t *testing.T, sites ...gwSite) (*gateway, *x509.CertPool) {
 	cfg := newConfig(t, "http://127.0.0.1:1", "unused.test")
 	cfg.HTTP.Sites = sites
 	file := cfg.write(t)
-	roots := certPool(t, exportRoot(t, file))
+	roots := testpki.MustPoolOf(t, exportRoot(t, file))
 	return startGateway(t, file), roots
 }
 

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/gateway-project/gateway/internal/testkit"
+	"github.com/gateway-project/gateway/internal/testpki"
 )
 
 // servedLeaf handshakes with the gateway for serverName and returns the leaf
@@ -42,7 +43,7 @@ func TestOperatorPEM(t *testing.T) {
 	t.Parallel()
 	backend := newEchoBackend(t, nil)
 	ca := newTestCA(t, "Operator Test CA")
-	opRoots := certPool(t, ca.PEM)
+	opRoots := testpki.MustPoolOf(t, ca.PEM)
 	certDir := t.TempDir()
 	certPEM, keyPEM, leaf := ca.issue(t, "op.test")
 	certFile := writeFile(t, certDir, "app.crt", certPEM)
@@ -51,7 +52,7 @@ func TestOperatorPEM(t *testing.T) {
 	cfg := newConfig(t, backend.URL, "op.test", "internal.test")
 	cfg.TLS.Certificates = []gwCert{{CertFile: certFile, KeyFile: keyFile}}
 	file := cfg.write(t)
-	internalRoots := certPool(t, exportRoot(t, file))
+	internalRoots := testpki.MustPoolOf(t, exportRoot(t, file))
 	g := startGateway(t, file)
 	// The leaf is valid for a day: within the 30 days that earn a warning.
 	g.waitLog(t, 10*time.Second, "a warning that "+certFile+" expires soon", func(line string, e logEntry) bool {
@@ -158,7 +159,7 @@ func TestOperatorPFX(t *testing.T) {
 	}
 	backend := newEchoBackend(t, nil)
 	ca := newTestCA(t, "Operator PFX CA")
-	roots := certPool(t, ca.PEM)
+	roots := testpki.MustPoolOf(t, ca.PEM)
 	const passwordEnv = "E2E_PFX_PASSWORD"
 	const password = "correct horse battery staple"
 	registerSecret(password) // log hygiene: proof_secrets_test.go

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/gateway-project/gateway/internal/testkit"
+	"github.com/gateway-project/gateway/internal/testpki"
 	"github.com/gateway-project/gateway/sqltunnel/tdstest"
 )
 
@@ -299,7 +300,7 @@ func (g *opsGateway) opsClient(t *testing.T, host string, keepAlive bool) *http.
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := httpsClient(certPool(t, data), host, g.httpsAddr)
+	c := httpsClient(testpki.MustPoolOf(t, data), host, g.httpsAddr)
 	c.Transport.(*http.Transport).DisableKeepAlives = !keepAlive
 	return c
 }

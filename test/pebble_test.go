@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/gateway-project/gateway/internal/testkit"
+	"github.com/gateway-project/gateway/internal/testpki"
 )
 
 // acmeName is the name the gateway obtains a certificate for from pebble;
@@ -60,7 +61,7 @@ func TestACMEPebble(t *testing.T) {
 			cfg.HTTP.RedirectListen = net.JoinHostPort("127.0.0.1", strconv.Itoa(httpPort))
 			g := startGateway(t, cfg.write(t))
 
-			roots := certPool(t, pb.issuingRoot(t))
+			roots := testpki.MustPoolOf(t, pb.issuingRoot(t))
 			state, err := handshake(g.httpsAddr, acmeName, roots)
 			if err != nil {
 				t.Fatalf("the gateway's certificate for %s does not verify against pebble's root: %v", acmeName, err)
@@ -135,7 +136,7 @@ func launchPebble(t *testing.T, httpPort, tlsPort int, dnsAddr string, eabKeys .
 	certPEM, keyPEM := selfSignedServer(t, "127.0.0.1", "localhost")
 	pb := &pebbleServer{
 		listenerCertFile: writeFile(t, dir, "pebble.crt", certPEM),
-		listenerRoots:    certPool(t, certPEM),
+		listenerRoots:    testpki.MustPoolOf(t, certPEM),
 	}
 	keyFile := writeFile(t, dir, "pebble.key", keyPEM)
 	listen := net.JoinHostPort("127.0.0.1", strconv.Itoa(testkit.MustFreePort(t)))

@@ -56,13 +56,6 @@ func selfSignedServer(t *testing.T, names ...string) (certPEM, keyPEM []byte) {
 	return c.CertPEM, c.KeyPEM
 }
 
-// certPool makes a pool of the certificates in pemData and fails the test if
-// there are none.
-func certPool(t *testing.T, pemData []byte) *x509.CertPool {
-	t.Helper()
-	return testpki.MustPoolOf(t, pemData)
-}
-
 // writeFile writes data to dir/name and returns the path.
 func writeFile(t *testing.T, dir, name string, data []byte) string {
 	t.Helper()

@@ -21,6 +21,7 @@ import (
 	mssql "github.com/microsoft/go-mssqldb"
 
 	"github.com/gateway-project/gateway/internal/testkit"
+	"github.com/gateway-project/gateway/internal/testpki"
 	"github.com/gateway-project/gateway/sqltunnel/tdstest"
 )
 
@@ -401,7 +402,7 @@ func proofGatewayCertRotated(t *testing.T) {
 	cfg.TLS.Certificates = []gwCert{{CertFile: certFile, KeyFile: keyFile}}
 	cfg.HTTP = gwHTTP{Listen: "127.0.0.1:0", Sites: []gwSite{{Hosts: []string{"app.test"}, Upstreams: []string{web.URL}}}}
 	g := startProofGateway(t, cfg)
-	roots := certPool(t, ca.PEM)
+	roots := testpki.MustPoolOf(t, ca.PEM)
 
 	// Every operation makes a new TLS handshake, so each sees the
 	// certificate being served at that moment.

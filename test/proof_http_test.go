@@ -16,6 +16,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/gateway-project/gateway/internal/testpki"
 )
 
 // proofBackend is an HTTP upstream that records every request it receives
@@ -84,7 +86,7 @@ func proofHTTPGateway(t *testing.T, upstream string) (*gateway, *x509.CertPool) 
 	cfg := newConfig(t, upstream, "app.test")
 	cfg.HTTP.Sites[0].HSTSMaxAge = "8760h"
 	file := cfg.write(t)
-	roots := certPool(t, exportRoot(t, file))
+	roots := testpki.MustPoolOf(t, exportRoot(t, file))
 	return startGateway(t, file), roots
 }
 

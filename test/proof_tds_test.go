@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/gateway-project/gateway/internal/testkit"
+	"github.com/gateway-project/gateway/internal/testpki"
 	"github.com/gateway-project/gateway/sqltunnel/tds"
 	"github.com/gateway-project/gateway/sqltunnel/tdstest"
 	"github.com/gateway-project/gateway/sqltunnel/tdstls"
@@ -230,7 +231,7 @@ func TestProofHostileTDS(t *testing.T) {
 	cfg.SQL[0].MaxConnections = maxConns
 	cfg.Admin.Listen = "127.0.0.1:0" // for go_goroutines on /metrics
 	g := startProofGateway(t, cfg)
-	roots := certPool(t, g.rootPEM)
+	roots := testpki.MustPoolOf(t, g.rootPEM)
 	dsn := proofDSN(g.sqlAddr, g.rootFile, "true")
 
 	// Baseline: after one normal login, once the gateway has closed both

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gateway-project/gateway/internal/testpki"
 	"github.com/gateway-project/gateway/sqltunnel/tds"
 	"github.com/gateway-project/gateway/sqltunnel/tdstest"
 )
@@ -221,7 +222,7 @@ func TestProofSQLTLSPosture(t *testing.T) {
 		t.Errorf("sslscan: %s", p)
 	}
 
-	roots := certPool(t, g.rootPEM)
+	roots := testpki.MustPoolOf(t, g.rootPEM)
 	dial := func(protos ...string) (*tls.Conn, error) {
 		d := &tls.Dialer{NetDialer: &net.Dialer{Timeout: 10 * time.Second},
 			Config: &tls.Config{RootCAs: roots, ServerName: proofSQLHost, NextProtos: protos}}

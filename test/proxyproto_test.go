@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/gateway-project/gateway/internal/testkit"
+	"github.com/gateway-project/gateway/internal/testpki"
 	mssql "github.com/microsoft/go-mssqldb"
 	"github.com/microsoft/go-mssqldb/msdsn"
 )
@@ -94,7 +95,7 @@ backend gateways_sql
 %s`, httpsFront, hs.String(), sqlFront, ss.String()), httpsFront, sqlFront)
 
 	// Four requests and four logins: round robin reaches both gateways.
-	root := certPool(t, mustRead(t, gws[0].rootFile))
+	root := testpki.MustPoolOf(t, mustRead(t, gws[0].rootFile))
 	root.AppendCertsFromPEM(mustRead(t, gws[1].rootFile))
 	fromClient := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(clientAddr)}, Timeout: 10 * time.Second}
 	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{

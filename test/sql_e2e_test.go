@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gateway-project/gateway/internal/testpki"
 	"github.com/gateway-project/gateway/sqltunnel/tdstest"
 	"github.com/gateway-project/gateway/sqltunnel/tdstest/clients"
 )
@@ -129,7 +130,7 @@ func TestSQLGoMSSQL(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		tlsConfig := &tls.Config{RootCAs: certPool(t, pem), ServerName: sqlHost}
+		tlsConfig := &tls.Config{RootCAs: testpki.MustPoolOf(t, pem), ServerName: sqlHost}
 		db := openMSSQLWithTLS(t, mssqlDSN(env.gw.addr, map[string]string{"encrypt": "disable"}), tlsConfig)
 		if err := mssqlQueries(sqlCtx(t), db); err != nil {
 			t.Fatal(err)

@@ -13,6 +13,7 @@ import (
 
 	"software.sslmate.com/src/go-pkcs12"
 
+	"github.com/gateway-project/gateway/internal/testpki"
 	"github.com/gateway-project/gateway/sqltunnel/tdstest"
 )
 
@@ -92,7 +93,7 @@ func TestUpstreamCertificatesFromInternalCA(t *testing.T) {
 	}
 	p := startProc(t, procSpec{name: "gateway", bin: gatewayBin, args: []string{"run", "--config", file}})
 	ready := p.waitLog(t, 60*time.Second, `"gateway ready"`, msgIs("gateway ready"))
-	roots := certPool(t, root)
+	roots := testpki.MustPoolOf(t, root)
 
 	db := openMSSQL(t, mssqlDSN(ready.str("sql_addr"), verifiedParams("true", rootFile)))
 	if err := mssqlQueries(sqlCtx(t), db); err != nil {

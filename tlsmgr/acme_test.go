@@ -144,7 +144,7 @@ func TestACMEPebble(t *testing.T) {
 			if answered.Load() == 0 {
 				t.Errorf("no %s validation reached the gateway's listener", challenge)
 			}
-			cs, err := handshake(t, httpsLn.Addr().String(), &tls.Config{ServerName: "localhost", RootCAs: poolOf(t, p.issuingRoot(t))})
+			cs, err := handshake(t, httpsLn.Addr().String(), &tls.Config{ServerName: "localhost", RootCAs: testpki.MustPoolOf(t, p.issuingRoot(t))})
 			if err != nil {
 				t.Fatalf("handshake with the ACME certificate: %v", err)
 			}
@@ -226,7 +226,7 @@ func startPebble(t *testing.T, bin string, httpPort, tlsPort int, opts ...pebble
 		dir:        fmt.Sprintf("https://127.0.0.1:%d/dir", listenPort),
 		mgmt:       fmt.Sprintf("https://127.0.0.1:%d", mgmtPort),
 		caRootFile: writeFile(t, filepath.Join(dir, "ca.PEM"), ca.PEM),
-		client:     &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: poolOf(t, ca.PEM)}}},
+		client:     &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: testpki.MustPoolOf(t, ca.PEM)}}},
 	}
 	args := []string{"-config", writeFile(t, filepath.Join(dir, "pebble.json"), b)}
 	if o.dnsServer != "" {

@@ -23,6 +23,7 @@ import (
 
 	"github.com/gateway-project/gateway/configs"
 	"github.com/gateway-project/gateway/internal/testkit"
+	"github.com/gateway-project/gateway/internal/testpki"
 	"github.com/gateway-project/gateway/tlsmgr/rfc2136/bindtest"
 	"github.com/gateway-project/gateway/tlsmgr/route53/r53test"
 )
@@ -159,7 +160,7 @@ func TestDNS01BIND(t *testing.T) {
 	}
 	t.Logf("two DNS-01 certificates from pebble through BIND in %s", time.Since(start).Round(time.Millisecond))
 	addr := serveTLS(t, m.ServerTLSConfig("app.internal.test", "http/1.1"))
-	roots := poolOf(t, p.issuingRoot(t))
+	roots := testpki.MustPoolOf(t, p.issuingRoot(t))
 	for _, name := range []string{"app.internal.test", "anything.internal.test"} {
 		cs, err := handshake(t, addr, &tls.Config{ServerName: name, RootCAs: roots})
 		if err != nil {
@@ -209,7 +210,7 @@ func TestDNS01Route53(t *testing.T) {
 	if err := m.Manage(ctx, []string{"*.clinic.example"}); err != nil {
 		t.Fatalf("Manage: %v\ndouble violations: %v\npebble log:\n%s", err, d.Violations(), p.log())
 	}
-	cs, err := handshake(t, serveTLS(t, m.ServerTLSConfig("*.clinic.example")), &tls.Config{ServerName: "sql.clinic.example", RootCAs: poolOf(t, p.issuingRoot(t))})
+	cs, err := handshake(t, serveTLS(t, m.ServerTLSConfig("*.clinic.example")), &tls.Config{ServerName: "sql.clinic.example", RootCAs: testpki.MustPoolOf(t, p.issuingRoot(t))})
 	if err != nil {
 		t.Fatalf("handshake: %v", err)
 	}

@@ -123,8 +123,3 @@ func verifyFor(roots *x509.CertPool, sni, name string) *tls.Config {
 		},
 	}
 }
-
-func poolOf(t *testing.T, pemData []byte) *x509.CertPool {
-	t.Helper()
-	return testpki.MustPoolOf(t, pemData)
-}

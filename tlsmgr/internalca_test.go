@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/caddyserver/certmagic"
+	"github.com/gateway-project/gateway/internal/testpki"
 	"go.uber.org/zap/zaptest"
 )
 
@@ -29,7 +30,7 @@ func TestInternalHandshake(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	roots := poolOf(t, rootPEM)
+	roots := testpki.MustPoolOf(t, rootPEM)
 	addr := serveTLS(t, m.ServerTLSConfig("app.test", "h2", "http/1.1"))
 
 	// A manager without an IP certificate, for the empty-SNI fallback.
@@ -50,7 +51,7 @@ func TestInternalHandshake(t *testing.T) {
 		{"sni upper case", addr, &tls.Config{ServerName: "APP.test", RootCAs: roots}, "app.test"},
 		{"ip address, no sni", addr, &tls.Config{ServerName: "127.0.0.1", RootCAs: roots}, "127.0.0.1"},
 		{"unknown sni gets the default name", addr, verifyFor(roots, "other.test", "app.test"), "app.test"},
-		{"no sni, no ip certificate: default name", addr2, verifyFor(poolOf(t, root2), "", "app.test"), "app.test"},
+		{"no sni, no ip certificate: default name", addr2, verifyFor(testpki.MustPoolOf(t, root2), "", "app.test"), "app.test"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -241,7 +242,7 @@ func TestInternalReissuesLeavesOfAReplacedRoot(t *testing.T) {
 	}
 	rootPEM, _ := m2.RootPEM()
 	addr := serveTLS(t, m2.ServerTLSConfig("app.test"))
-	if _, err := handshake(t, addr, &tls.Config{ServerName: "app.test", RootCAs: poolOf(t, rootPEM)}); err != nil {
+	if _, err := handshake(t, addr, &tls.Config{ServerName: "app.test", RootCAs: testpki.MustPoolOf(t, rootPEM)}); err != nil {
 		t.Fatalf("leaf not reissued under the new root: %v", err)
 	}
 	if n := len(m2.Certificates()); n != 1 {

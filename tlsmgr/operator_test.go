@@ -57,7 +57,7 @@ func TestOperatorPEM(t *testing.T) {
 				t.Fatalf("Manage: %v", err)
 			}
 			addr := serveTLS(t, m.ServerTLSConfig(name, "http/1.1"))
-			cs, err := handshake(t, addr, &tls.Config{ServerName: name, RootCAs: poolOf(t, ca.PEM)})
+			cs, err := handshake(t, addr, &tls.Config{ServerName: name, RootCAs: testpki.MustPoolOf(t, ca.PEM)})
 			if err != nil {
 				t.Fatalf("handshake: %v", err)
 			}
@@ -120,7 +120,7 @@ func TestOperatorPreferredOverIssuer(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.sni, func(t *testing.T) {
-			if _, err := handshake(t, addr, &tls.Config{ServerName: tc.sni, RootCAs: poolOf(t, tc.roots)}); err != nil {
+			if _, err := handshake(t, addr, &tls.Config{ServerName: tc.sni, RootCAs: testpki.MustPoolOf(t, tc.roots)}); err != nil {
 				t.Fatal(err)
 			}
 		})
@@ -212,7 +212,7 @@ func TestOperatorPFX(t *testing.T) {
 				t.Fatal(err)
 			}
 			addr := serveTLS(t, m.ServerTLSConfig("sql.test"))
-			cs, err := handshake(t, addr, &tls.Config{ServerName: "sql.test", RootCAs: poolOf(t, ca.PEM)})
+			cs, err := handshake(t, addr, &tls.Config{ServerName: "sql.test", RootCAs: testpki.MustPoolOf(t, ca.PEM)})
 			if err != nil {
 				t.Fatalf("handshake: %v", err)
 			}
@@ -259,7 +259,7 @@ func TestOperatorReload(t *testing.T) {
 	})
 
 	addr := serveTLS(t, m.ServerTLSConfig("op.test"))
-	client := &tls.Config{ServerName: "op.test", RootCAs: poolOf(t, ca.PEM)}
+	client := &tls.Config{ServerName: "op.test", RootCAs: testpki.MustPoolOf(t, ca.PEM)}
 	served := func() string {
 		cs, err := handshake(t, addr, client)
 		if err != nil {
@@ -364,7 +364,7 @@ func TestOperatorNoLongerCovers(t *testing.T) {
 	if err := m.Reload(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	internal := &tls.Config{ServerName: "op.test", RootCAs: poolOf(t, rootPEM)}
+	internal := &tls.Config{ServerName: "op.test", RootCAs: testpki.MustPoolOf(t, rootPEM)}
 	testkit.EventuallyTrue(t, "op.test from the internal CA", func() bool {
 		_, err := handshake(t, addr, internal)
 		return err == nil

@@ -47,7 +47,7 @@ func TestReconfigure(t *testing.T) {
 		t.Errorf("Missing = %v after Reconfigure", missing)
 	}
 	addr := serveTLS(t, m.ServerTLSConfig("a.test"))
-	cs, err := handshake(t, addr, &tls.Config{ServerName: "op.test", RootCAs: poolOf(t, ca.PEM)})
+	cs, err := handshake(t, addr, &tls.Config{ServerName: "op.test", RootCAs: testpki.MustPoolOf(t, ca.PEM)})
 	if err != nil {
 		t.Fatalf("op.test after Reconfigure: %v", err)
 	}

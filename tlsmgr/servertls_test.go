@@ -30,7 +30,7 @@ func TestServerTLSPolicy(t *testing.T) {
 	rsaCert := writePair(t, t.TempDir(), "rsa", ca.MustIssue(t, testpki.Options{Key: testpki.RSA}, "app.test"))
 	mr := newManager(t, noneConfig(rsaCert), t.TempDir())
 	servers["rsa"] = serveTLS(t, mr.ServerTLSConfig("app.test"))
-	pool := poolOf(t, roots)
+	pool := testpki.MustPoolOf(t, roots)
 	pool.AppendCertsFromPEM(ca.PEM)
 
 	tests := []struct {
@@ -90,7 +90,7 @@ func TestServerTLSConfigFields(t *testing.T) {
 
 	rootPEM, _ := m.RootPEM()
 	addr := serveTLS(t, cfg)
-	cs, err := handshake(t, addr, &tls.Config{ServerName: "app.test", RootCAs: poolOf(t, rootPEM), NextProtos: []string{"h2"}})
+	cs, err := handshake(t, addr, &tls.Config{ServerName: "app.test", RootCAs: testpki.MustPoolOf(t, rootPEM), NextProtos: []string{"h2"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -122,7 +122,7 @@ func TestNamedServerTLSConfigIgnoresLocalIP(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	roots := poolOf(t, rootPEM)
+	roots := testpki.MustPoolOf(t, rootPEM)
 	tests := []struct {
 		name   string
 		cfg    *tls.Config

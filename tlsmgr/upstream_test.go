@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gateway-project/gateway/internal/testpki"
 	"software.sslmate.com/src/go-pkcs12"
 )
 
@@ -30,7 +31,7 @@ func TestIssueUpstream(t *testing.T) {
 	inter := x509.NewCertPool()
 	inter.AddCert(c.Intermediate)
 	for _, name := range []string{"sql01.clinic.local", "10.0.1.7"} {
-		if _, err := c.Leaf.Verify(x509.VerifyOptions{DNSName: name, Roots: poolOf(t, rootPEM), Intermediates: inter}); err != nil {
+		if _, err := c.Leaf.Verify(x509.VerifyOptions{DNSName: name, Roots: testpki.MustPoolOf(t, rootPEM), Intermediates: inter}); err != nil {
 			t.Errorf("%s: %v", name, err)
 		}
 	}

@@ -4,7 +4,7 @@
 package testkit
 
 import (
-	"fmt"
+	"errors"
 	"net"
 	"time"
 )
@@ -44,7 +44,7 @@ func EventuallyTrue(tb TB, what string, cond func() bool) {
 	}
 }
 
-var errNotYet = fmt.Errorf("condition not met")
+var errNotYet = errors.New("condition not met")
 
 // poll calls f until it returns nil or timeout passes, and returns f's last
 // error.
